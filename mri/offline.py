@@ -1,0 +1,73 @@
+"""Make every third-party library work without the network, before any of them is imported.
+
+Every entry point imports this module first (``import mri.offline``). It sets the environment that
+ultralytics, timm/Hugging Face and fiftyone read at import time, gives ultralytics a config folder the
+project owns (with a real TTF as ``Arial.ttf``, so nothing tries to download a font), and turns their
+telemetry off. ``restore_torch_threads`` undoes ultralytics' one-thread training on small machines.
+"""
+
+import os
+import shutil
+from pathlib import Path
+
+from mri import PROJECT_ROOT
+
+CACHE_DIR = Path(os.environ.get("MRI_CACHE_DIR", PROJECT_ROOT / ".cache")).resolve()
+RUNS_DIR = Path(os.environ.get("MRI_RUNS_DIR", PROJECT_ROOT / "runs")).resolve()
+ULTRALYTICS_CONFIG_DIR = CACHE_DIR / "ultralytics"
+
+_OFFLINE_ENV = {
+    "YOLO_OFFLINE": "1",
+    "YOLO_CONFIG_DIR": str(ULTRALYTICS_CONFIG_DIR),
+    "HF_HUB_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "FIFTYONE_DO_NOT_TRACK": "true",
+    "FIFTYONE_DATABASE_VALIDATION": "false",
+    "MPLBACKEND": "Agg",
+}
+
+
+def _install_font(config_dir: Path) -> None:
+    """Ultralytics draws labels with Arial.ttf and downloads it when missing; give it DejaVu Sans."""
+    target = config_dir / "Arial.ttf"
+    if target.is_file() and target.stat().st_size > 0:
+        return
+    import matplotlib
+
+    dejavu = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+    config_dir.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".tmp")
+    shutil.copyfile(dejavu, tmp)
+    os.replace(tmp, target)
+    unicode_target = config_dir / "Arial.Unicode.ttf"
+    if not unicode_target.exists():
+        shutil.copyfile(target, unicode_target)
+
+
+def configure() -> None:
+    """Set the offline environment (keeping values the user already set) and prepare config folders."""
+    for key, value in _OFFLINE_ENV.items():
+        os.environ.setdefault(key, value)
+    config_dir = Path(os.environ["YOLO_CONFIG_DIR"])
+    # ultralytics looks for its font and settings.json in a sub-folder named after itself.
+    _install_font(config_dir / "Ultralytics")
+    _install_font(config_dir)
+
+
+def disable_ultralytics_sync() -> None:
+    """Switch off ultralytics' hub sync and telemetry in its (project-owned) settings file."""
+    from ultralytics.utils import SETTINGS
+
+    wanted = {"sync": False, "hub": False} if "hub" in SETTINGS else {"sync": False}
+    if any(SETTINGS.get(key) != value for key, value in wanted.items()):
+        SETTINGS.update(wanted)
+
+
+def restore_torch_threads(trainer=None) -> None:
+    """Use every core: ultralytics trains with one thread on small CPUs (about 1.7x slower on 2 cores)."""
+    import torch
+
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+
+
+configure()
