@@ -1,0 +1,40 @@
+"""The leakage-free split assignment written by ``tools/audit.py --write-splits`` and read by the merge."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from mri.registry import LabeledImage, Registry
+
+FIELDS = ["dataset", "source_split", "file", "split", "group"]
+
+
+def default_assignment_path(registry: Registry) -> Path | None:
+    name = registry.split_rules.get("assignment")
+    return (registry.path.parent / name).resolve() if name else None
+
+
+def load_assignment(path: str | Path) -> dict[tuple[str, str, str], str]:
+    """(dataset, source split, file name) -> assigned split."""
+    with open(path, newline="") as handle:
+        return {(r["dataset"], r["source_split"], r["file"]): r["split"] for r in csv.DictReader(handle)}
+
+
+def apply_assignment(records: list[LabeledImage], assignment: dict) -> tuple[list[LabeledImage], int]:
+    """Records with their split replaced by the assignment; images it does not list keep theirs.
+
+    Returns the new records and how many were not listed (new data since the audit: re-run it).
+    """
+    result, unlisted = [], 0
+    for record in records:
+        split = assignment.get((record.dataset, record.split, record.path.name))
+        unlisted += split is None
+        result.append(record if split is None else _with_split(record, split))
+    return result, unlisted
+
+
+def _with_split(record: LabeledImage, split: str) -> LabeledImage:
+    from dataclasses import replace
+
+    return replace(record, split=split)
