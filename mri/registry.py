@@ -32,7 +32,7 @@ class DatasetError(ValueError):
     """Problems found in the registry or in a dataset; ``problems`` holds one line each."""
 
     def __init__(self, problems: list[str]):
-        self.problems = list(problems)
+        self.problems = list(dict.fromkeys(problems))  # one line per problem, even if met per split
         super().__init__("\n".join(self.problems))
 
 
@@ -45,11 +45,15 @@ class LabeledImage:
     classes: list[str]  # project class of each box: a type, or the registry's untyped name
     patient: str | None = None
     size: tuple[int, int] | None = None  # (width, height) where the annotation file says
+    source_split: str = ""  # the split the source dataset gave; ``split`` may be reassigned by the audit
+
+    def __post_init__(self):
+        self.source_split = self.source_split or self.split
 
     @property
     def key(self) -> str:
-        """Stable identity across runs: dataset, source split and path inside the dataset root."""
-        return f"{self.dataset}/{self.split}/{self.path.name}"
+        """Stable identity across runs: dataset, source split and file name."""
+        return f"{self.dataset}/{self.source_split}/{self.path.name}"
 
     @property
     def is_negative(self) -> bool:

@@ -28,7 +28,7 @@ def apply_assignment(records: list[LabeledImage], assignment: dict) -> tuple[lis
     """
     result, unlisted = [], 0
     for record in records:
-        split = assignment.get((record.dataset, record.split, record.path.name))
+        split = assignment.get((record.dataset, record.source_split, record.path.name))
         unlisted += split is None
         result.append(record if split is None else _with_split(record, split))
     return result, unlisted
@@ -37,4 +37,4 @@ def apply_assignment(records: list[LabeledImage], assignment: dict) -> tuple[lis
 def _with_split(record: LabeledImage, split: str) -> LabeledImage:
     from dataclasses import replace
 
-    return replace(record, split=split)
+    return replace(record, split=split, source_split=record.source_split)

@@ -1,0 +1,87 @@
+"""Training the detector: an ultralytics DetectionTrainer with MRI intensity augmentation and all cores.
+
+The trainer is a subclass rather than callbacks because ultralytics rebuilds the trainer in each
+DistributedDataParallel worker from its class: what lives on the class reaches every GPU process.
+The augmentation preset travels to those workers in the MRI_DETECT_PRESET environment variable.
+"""
+
+from __future__ import annotations
+
+import os
+import types
+from copy import copy
+from pathlib import Path
+
+from ultralytics.models.yolo.detect import DetectionTrainer
+
+from detect.augment import MRIIntensity
+from detect.presets import load_preset
+from mri.offline import restore_torch_threads
+
+PRESET_ENV = "MRI_DETECT_PRESET"
+MODEL_FAMILY = {"yolov5n": "yolov5n.yaml", "yolov5s": "yolov5s.yaml", "yolov5m": "yolov5m.yaml"}
+
+
+class MRIDetectionTrainer(DetectionTrainer):
+    def _setup_train(self):
+        super()._setup_train()
+        restore_torch_threads()
+
+    def build_dataset(self, img_path: str, mode: str = "train", batch: int | None = None):
+        dataset = super().build_dataset(img_path, mode, batch)
+        intensity = load_preset(os.environ.get(PRESET_ENV, "mri"))["intensity"]
+        if mode == "train" and intensity:
+            _add_intensity_transform(dataset, MRIIntensity(**intensity, seed=self.args.seed), copy(self.args))
+        return dataset
+
+
+def _add_intensity_transform(dataset, transform: MRIIntensity, hyp) -> None:
+    """Insert ``transform`` before ultralytics' final Format step, also after close_mosaic rebuilds."""
+    original = dataset.build_transforms
+
+    def build_transforms(self, hyp):
+        transforms = original(hyp)
+        transforms.insert(-1, transform)
+        return transforms
+
+    dataset.build_transforms = types.MethodType(build_transforms, dataset)
+    dataset.transforms = dataset.build_transforms(hyp)
+
+
+def model_source(model: str) -> str:
+    """A model family name (yolov5n/s/m), a model .yaml, or a local .pt to fine-tune; never a download."""
+    if model in MODEL_FAMILY:
+        return MODEL_FAMILY[model]
+    path = Path(model)
+    if path.suffix == ".yaml" and not path.exists():
+        return model  # an ultralytics built-in architecture such as yolov5s.yaml
+    if not path.is_file():
+        raise FileNotFoundError(f"{model}: model weights not found (give a local .pt, a .yaml, or one of {', '.join(MODEL_FAMILY)})")
+    return str(path.resolve())
+
+
+def train_overrides(args, data_yaml: Path, preset: dict, project: Path) -> dict:
+    """The ultralytics training arguments for our command-line arguments."""
+    overrides = {
+        "data": str(data_yaml),
+        "imgsz": args.imgsz,
+        "epochs": args.epochs,
+        "batch": args.batch,
+        "seed": args.seed,
+        "deterministic": True,
+        "device": args.device,
+        "workers": args.workers,
+        "project": str(project),
+        "name": args.name,
+        "exist_ok": False,
+        "single_cls": not args.typed,
+        "patience": args.patience,
+        "plots": True,
+        "val": True,
+        "verbose": True,
+        "amp": args.device not in ("cpu", "") and not str(args.device).startswith("cpu"),
+    }
+    if args.fraction < 1.0:
+        overrides["fraction"] = args.fraction
+    overrides.update(preset["ultralytics"])
+    return overrides

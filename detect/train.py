@@ -1,0 +1,98 @@
+"""Train the YOLOv5 tumor detector on the merged, leakage-free registry data.
+
+    python -m detect.train                                   # yolov5n, 320 px, all registry datasets
+    python -m detect.train --model yolov5s --imgsz 640 --epochs 100 --device 0
+    python -m detect.train --device 0,1 --batch 64           # DistributedDataParallel on two GPUs
+    python -m detect.train --resume runs/detect/yolov5n-320  # continue an interrupted run
+
+Runs go to a new folder under runs/detect/ (ultralytics adds a number rather than overwrite); the
+resolved arguments are saved there as cli_args.yaml beside ultralytics' args.yaml.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import mri.offline  # noqa: F401  (offline environment before ultralytics is imported)
+from mri.cli import resolve_path
+from mri.files import write_yaml
+from mri.offline import RUNS_DIR, disable_ultralytics_sync
+from mri.registry import DatasetError, load_registry
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    data = parser.add_argument_group("data")
+    data.add_argument("--datasets", nargs="+", default=None, help="registry datasets to train on (default: all)")
+    data.add_argument("--registry", default=None, help="datasets.yaml to read (default: the project's)")
+    data.add_argument("--typed", action="store_true", help="train on glioma/meningioma/pituitary instead of one 'tumor' class")
+    data.add_argument("--no-leakage-free", dest="leakage_free", action="store_false",
+                      help="use the sources' own splits instead of the audit's leakage-free assignment")
+    data.add_argument("--fraction", type=float, default=1.0, help="train on this fraction of the training images")
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", default="yolov5n", help="yolov5n, yolov5s, yolov5m, a model .yaml, or a local .pt to fine-tune")
+    model.add_argument("--hyp", default="mri", help="augmentation preset in detect/hyp/ (mri, default) or a .yaml path")
+    run = parser.add_argument_group("run")
+    run.add_argument("--imgsz", type=int, default=320, help="training image size in pixels")
+    run.add_argument("--epochs", type=int, default=30)
+    run.add_argument("--batch", type=int, default=16, help="total batch size (split across GPUs under DDP)")
+    run.add_argument("--patience", type=int, default=20, help="stop after this many epochs without improvement")
+    run.add_argument("--workers", type=int, default=2, help="data-loading processes")
+    run.add_argument("--device", default="cpu", help="cpu, 0, or 0,1,... for DistributedDataParallel")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--name", default=None, help="run folder name under runs/detect/ (default: <model>-<imgsz>)")
+    run.add_argument("--project", default=str(RUNS_DIR / "detect"), help="parent folder of run folders")
+    run.add_argument("--resume", default=None, metavar="RUN_OR_LAST_PT", help="continue an interrupted run")
+    return parser
+
+
+def find_last_checkpoint(run: str | Path) -> Path:
+    path = resolve_path(run)
+    candidate = path / "weights" / "last.pt" if path.is_dir() else path
+    if not candidate.is_file():
+        raise FileNotFoundError(f"{run}: no weights/last.pt to resume from")
+    return candidate
+
+
+def main(args) -> int:
+    from ultralytics import YOLO
+
+    from detect.engine import PRESET_ENV, MRIDetectionTrainer, model_source, train_overrides
+    from detect.presets import load_preset
+
+    disable_ultralytics_sync()
+    if args.resume:
+        last = find_last_checkpoint(args.resume)
+        os.environ[PRESET_ENV] = args.hyp
+        YOLO(str(last)).train(resume=True, trainer=MRIDetectionTrainer)
+        return 0
+    try:
+        preset = load_preset(args.hyp)
+        source = model_source(args.model)
+        registry = load_registry(args.registry)
+        from mri.merge import merge_datasets
+
+        merged = merge_datasets(registry, args.datasets, typed=args.typed, leakage_free=args.leakage_free)
+    except (DatasetError, FileNotFoundError, ValueError) as error:
+        print(error, file=sys.stderr)
+        return 2
+    print(f"training data: {merged.data_yaml} ({merged.counts})")
+    args.name = args.name or f"{Path(str(args.model)).stem}-{args.imgsz}" + ("-typed" if args.typed else "")
+    os.environ[PRESET_ENV] = args.hyp
+    model = YOLO(source)
+
+    def save_cli_args(trainer):
+        write_yaml(Path(trainer.save_dir) / "cli_args.yaml",
+                   {**vars(args), "merged_data": str(merged.data_yaml), "split_counts": merged.counts})
+
+    model.add_callback("on_pretrain_routine_start", save_cli_args)
+    project = resolve_path(args.project)
+    model.train(trainer=MRIDetectionTrainer, **train_overrides(args, merged.data_yaml, preset, project))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(get_args_parser().parse_args()))

@@ -1,0 +1,148 @@
+from pathlib import Path
+
+import cv2
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+from conftest import SHARED_DATA, needs_shared_data
+from PIL import Image
+
+from mri.scan_io import ScanReadError, read_scan
+
+PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
+NIBABEL_FILES = Path(nib.__file__).parent / "tests" / "data"
+
+
+def _check(scan):
+    assert scan.image.dtype == np.uint8 and scan.image.ndim == 3 and scan.image.shape[2] == 3
+
+
+def test_gray_png(tmp_path):
+    path = tmp_path / "gray.png"
+    gray = np.tile(np.arange(64, dtype=np.uint8) * 4, (32, 1))
+    cv2.imwrite(str(path), gray)
+    (scan,) = read_scan(path)
+    _check(scan)
+    assert scan.image.shape == (32, 64, 3) and np.array_equal(scan.image[:, :, 0], gray)
+    assert scan.slice_index is None and scan.path == str(path)
+
+
+def test_16bit_png_is_windowed_to_full_range(tmp_path):
+    path = tmp_path / "deep.png"
+    values = np.linspace(1000, 3000, 40 * 40).reshape(40, 40).astype(np.uint16)
+    Image.fromarray(values).save(path)
+    (scan,) = read_scan(path)
+    _check(scan)
+    assert scan.image.min() == 0 and scan.image.max() == 255
+
+
+def test_rgb_jpeg_keeps_colour_as_bgr(tmp_path):
+    path = tmp_path / "rgb.png"
+    rgb = np.zeros((20, 20, 3), np.uint8)
+    rgb[..., 0] = 200  # red
+    Image.fromarray(rgb).save(path)
+    (scan,) = read_scan(path)
+    assert scan.image[0, 0].tolist() == [0, 0, 200]
+
+
+def test_rgba_png(tmp_path):
+    path = tmp_path / "rgba.png"
+    Image.fromarray(np.full((10, 12, 4), 128, np.uint8)).save(path)
+    (scan,) = read_scan(path)
+    _check(scan)
+    assert scan.image.shape == (10, 12, 3)
+
+
+def test_dicom_applies_rescale_and_reports_spacing():
+    (scan,) = read_scan(PYDICOM_FILES / "CT_small.dcm")
+    _check(scan)
+    dataset = pydicom.dcmread(PYDICOM_FILES / "CT_small.dcm")
+    assert scan.pixel_spacing == pytest.approx(tuple(float(v) for v in dataset.PixelSpacing))
+    assert scan.image.shape[:2] == dataset.pixel_array.shape
+
+
+def test_dicom_monochrome1_is_inverted(tmp_path):
+    source = pydicom.dcmread(PYDICOM_FILES / "MR_small.dcm")
+    (normal,) = read_scan(PYDICOM_FILES / "MR_small.dcm")
+    source.PhotometricInterpretation = "MONOCHROME1"
+    inverted_path = tmp_path / "mono1.dcm"
+    source.save_as(inverted_path)
+    (inverted,) = read_scan(inverted_path)
+    assert np.array_equal(inverted.image, 255 - normal.image)
+
+
+def test_dicom_without_suffix_is_recognised(tmp_path):
+    target = tmp_path / "IM0001"
+    target.write_bytes((PYDICOM_FILES / "MR_small.dcm").read_bytes())
+    (scan,) = read_scan(target)
+    _check(scan)
+
+
+def test_nifti_all_slices_along_chosen_axis():
+    path = NIBABEL_FILES / "anatomical.nii"
+    shape = nib.as_closest_canonical(nib.load(str(path))).shape
+    axial = read_scan(path, axis=2)
+    assert len(axial) == shape[2] and [s.slice_index for s in axial[:3]] == [0, 1, 2]
+    sagittal = read_scan(path, axis=0, slice_index=shape[0] // 2)
+    assert len(sagittal) == 1 and sagittal[0].slice_index == shape[0] // 2
+    _check(sagittal[0])
+    assert sagittal[0].pixel_spacing is not None
+
+
+def test_nifti_gz_and_4d():
+    scans = read_scan(NIBABEL_FILES / "example4d.nii.gz", slice_index=0)
+    assert len(scans) == 1
+    _check(scans[0])
+
+
+def test_synthetic_nifti_slice_content(tmp_path):
+    volume = np.zeros((16, 12, 5), np.float32)
+    volume[4:8, 2:5, 3] = 100.0
+    path = tmp_path / "v.nii.gz"
+    nib.save(nib.Nifti1Image(volume, np.eye(4)), path)
+    (scan,) = read_scan(path, axis=2, slice_index=3)
+    assert scan.image.max() == 255 and scan.image.shape[:2] == (12, 16)  # rotated: rows are the y axis
+
+
+@pytest.mark.parametrize("name, content, reason", [
+    ("empty.jpg", b"", "empty file"),
+    ("notes.txt", b"hello", "unsupported file type"),
+    ("fake.png", b"\x89PNG\r\n\x1a\n not really", "not a readable image"),
+    ("broken.dcm", b"\x00" * 128 + b"DICM" + b"\x01\x02", "DICOM"),
+    ("broken.nii", b"\x00" * 400, "not a readable NIfTI"),
+])
+def test_bad_files_raise_one_line_naming_the_file(tmp_path, name, content, reason):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(ScanReadError) as caught:
+        read_scan(path)
+    message = str(caught.value)
+    assert message.startswith(str(path)) and reason in message and "\n" not in message
+
+
+def test_truncated_jpeg(tmp_path):
+    path = tmp_path / "cut.jpg"
+    cv2.imwrite(str(path), np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ScanReadError, match="truncated"):
+        read_scan(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ScanReadError, match="no such file"):
+        read_scan(tmp_path / "absent.png")
+
+
+def test_slice_out_of_range():
+    with pytest.raises(ScanReadError, match="out of range"):
+        read_scan(NIBABEL_FILES / "anatomical.nii", axis=2, slice_index=10_000)
+
+
+@needs_shared_data
+def test_real_demo_scans_read():
+    for path in sorted((SHARED_DATA / "samples").glob("*.jpg")):
+        (scan,) = read_scan(path)
+        _check(scan)
+        assert min(scan.image.shape[:2]) >= 200
