@@ -49,9 +49,8 @@ def configure() -> None:
     for key, value in _OFFLINE_ENV.items():
         os.environ.setdefault(key, value)
     config_dir = Path(os.environ["YOLO_CONFIG_DIR"])
-    # ultralytics looks for its font and settings.json in a sub-folder named after itself.
+    # ultralytics keeps its font and settings.json in a sub-folder named after itself.
     _install_font(config_dir / "Ultralytics")
-    _install_font(config_dir)
 
 
 def disable_ultralytics_sync() -> None:
