@@ -218,8 +218,8 @@ def _read_yolo(spec: DatasetSpec, split: str, registry: Registry, problems: list
         problems += error.problems
         return []
     project_names = [_map_class(spec, n, f"{data_yaml}", problems) for n in names]
-    image_dir = spec.root / "images" / spec.splits[split]
-    label_dir = spec.root / "labels" / spec.splits[split]
+    image_dir = _yolo_image_dir(data_yaml, spec.splits[split])
+    label_dir = _label_dir_for(image_dir)
     if not image_dir.is_dir():
         problems.append(f"{image_dir}: image folder for split '{split}' of '{spec.name}' does not exist")
         return []
@@ -236,6 +236,34 @@ def _read_yolo(spec: DatasetSpec, split: str, registry: Registry, problems: list
             LabeledImage(spec.name, split, image_path, np.asarray(boxes, np.float32).reshape(-1, 4), classes)
         )
     return records
+
+
+def _yolo_image_dir(data_yaml: Path, source_split: str) -> Path:
+    """The image folder of a split: data.yaml's entry for it (Ultralytics or Roboflow style) or images/<split>."""
+    raw = yaml.safe_load(data_yaml.read_text()) or {}
+    base = Path(raw.get("path") or data_yaml.parent)
+    base = base if base.is_absolute() else (data_yaml.parent / base)
+    entry = raw.get(source_split)
+    if isinstance(entry, str):
+        folder = Path(entry) if Path(entry).is_absolute() else base / entry
+        if folder.is_dir():
+            return folder.resolve()
+        if (data_yaml.parent / entry).is_dir():  # Roboflow writes paths relative to data.yaml's folder's parent
+            return (data_yaml.parent / entry).resolve()
+        stripped = entry.lstrip("./")
+        if (data_yaml.parent / stripped).is_dir():
+            return (data_yaml.parent / stripped).resolve()
+    return data_yaml.parent / "images" / source_split
+
+
+def _label_dir_for(image_dir: Path) -> Path:
+    """Ultralytics' rule: the label folder is the image folder with its last 'images' part renamed 'labels'."""
+    parts = list(image_dir.parts)
+    for index in range(len(parts) - 1, -1, -1):
+        if parts[index] == "images":
+            parts[index] = "labels"
+            return Path(*parts)
+    return image_dir
 
 
 def _parse_yolo_label(label: Path, project_names: list[str | None], problems: list[str]):
@@ -369,3 +397,62 @@ def _attach_patients(spec: DatasetSpec, records: list[LabeledImage], problems: l
 
 def class_counts(records: list[LabeledImage]) -> Counter:
     return Counter(c for r in records for c in r.classes)
+
+
+NEGATIVE_NAMES = {"no tumor", "no_tumor", "notumor", "no-tumor", "negative", "normal", "healthy", "background"}
+
+
+def match_class_name(name: str, registry: Registry) -> str | None:
+    """Our class for a foreign class name, matched by name whatever its case or order; None: not a tumor.
+
+    'Glioma', 'glioma_tumor' and 'GLIOMA' are glioma; any other name mentioning a tumor is the untyped
+    class; names that say there is no tumor ('no_tumor', 'normal', ...) are ignored.
+    """
+    lowered = name.strip().lower()
+    if lowered in NEGATIVE_NAMES or lowered.replace("-", " ").replace("_", " ") in NEGATIVE_NAMES:
+        return None
+    for cls in registry.classes:
+        if cls in lowered:
+            return cls
+    return registry.untyped
+
+
+def dataset_from_path(path: str | Path, registry: Registry, split: str = "test") -> DatasetSpec:
+    """A dataset the registry does not list: a YOLO data.yaml or a COCO json, classes matched by name.
+
+    The whole file is read as ``split`` for a COCO json; for a data.yaml, ``split`` picks its entry.
+    """
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise DatasetError([f"{path}: no such file (give a registry dataset name, a data.yaml or a COCO json)"])
+    if path.suffix in (".yaml", ".yml"):
+        names = yolo_class_names(path)
+        fmt, extra = "yolo", {"data_yaml": path.name}
+        source_split = {"val": "val", "test": "test", "train": "train"}[split]
+        raw = yaml.safe_load(path.read_text()) or {}
+        if source_split not in raw and split == "val" and "valid" in raw:
+            source_split = "valid"
+    elif path.suffix == ".json":
+        try:
+            names = [str(c["name"]) for c in json.loads(path.read_text())["categories"]]
+        except (ValueError, KeyError, TypeError) as error:
+            raise DatasetError([f"{path}: not a COCO detection file ({error.__class__.__name__}: {error})"]) from None
+        fmt, extra, source_split = "coco", {"annotations": str(path)}, split
+    else:
+        raise DatasetError([f"{path}: expected a YOLO data.yaml or a COCO .json file"])
+    class_map = {n: c for n in names if (c := match_class_name(n, registry)) is not None}
+    ignore = [n for n in names if n not in class_map]
+    return DatasetSpec(name=path.parent.name if fmt == "yolo" else path.parent.parent.name or path.stem,
+                       format=fmt, root=path.parent, splits={split: source_split}, class_map=class_map,
+                       ignore_classes=ignore, **extra)
+
+
+def read_dataset(spec: DatasetSpec, registry: Registry, split: str) -> list[LabeledImage]:
+    """Records of one split of a dataset that need not be in the registry; raises ``DatasetError``."""
+    problems: list[str] = []
+    reader = _read_yolo if spec.format == "yolo" else _read_coco
+    records = reader(spec, split, registry, problems)
+    _attach_patients(spec, records, problems)
+    if problems:
+        raise DatasetError(problems)
+    return records

@@ -143,7 +143,8 @@ def _read_image(path: Path) -> Scan:
             rgb = np.asarray(img.convert("RGB"))
     except ScanReadError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError) as error:
+    except (UnidentifiedImageError, Image.DecompressionBombError, ImportError) as error:
+        # ImportError: ultralytics patches Image.open to import the optional pi-heif on unknown files.
         raise ScanReadError(path, f"not a readable image ({error.__class__.__name__})") from None
     except (OSError, SyntaxError, ValueError) as error:
         raise ScanReadError(path, f"corrupt or truncated image ({error})") from None

@@ -7,6 +7,7 @@ import pydicom
 import pytest
 from conftest import SHARED_DATA, needs_shared_data
 from PIL import Image
+from ultralytics.utils import patches  # noqa: F401  (scans are read with ultralytics' PIL patch in place, as in infer)
 
 from mri.scan_io import ScanReadError, read_scan
 

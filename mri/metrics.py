@@ -1,0 +1,197 @@
+"""Detection metrics on one set of predictions: COCO mAP (pycocotools), ultralytics' mAP, FROC, P/R.
+
+Every function takes a list of ``ImageResult`` (ground truth and predictions of one image, boxes in
+pixels) and returns plain floats, so the CLIs, the tests and the reports read the same numbers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from dataclasses import dataclass, field
+
+import numpy as np
+
+FROC_RATES = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)  # false positives per image, as in medical detection
+
+
+@dataclass
+class ImageResult:
+    key: str
+    dataset: str
+    width: int
+    height: int
+    gt_boxes: np.ndarray  # (M, 4) x1 y1 x2 y2 pixels
+    gt_classes: list[str]
+    pred_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))  # (N, 4) pixels
+    pred_scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # (N,)
+    pred_classes: list[str] = field(default_factory=list)
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of (M, 4) and (N, 4) xyxy boxes."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)), np.float32)
+    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
+    bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(bottom_right - top_left, 0, None), axis=2)
+    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
+    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
+    return inter / (area_a[:, None] + area_b[None, :] - inter + 1e-9)
+
+
+def match_greedy(result: ImageResult, iou_threshold: float = 0.5, typed: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Match predictions (highest score first) to unclaimed ground truth at ``iou_threshold``.
+
+    Returns ``is_tp`` for each prediction (in the input order) and, for each ground-truth box, the index of
+    the prediction that claimed it (-1 when missed).
+    """
+    order = np.argsort(-result.pred_scores, kind="stable")
+    iou = box_iou(result.pred_boxes, result.gt_boxes)
+    if typed:
+        same = np.array([[p == g for g in result.gt_classes] for p in result.pred_classes], bool).reshape(iou.shape)
+        iou = iou * same
+    is_tp = np.zeros(len(order), bool)
+    claimed_by = np.full(len(result.gt_boxes), -1)
+    for index in order:
+        if iou.shape[1] == 0:
+            break
+        candidates = np.where(claimed_by < 0, iou[index], 0.0)
+        best = int(candidates.argmax())
+        if candidates[best] >= iou_threshold:
+            is_tp[index] = True
+            claimed_by[best] = index
+    return is_tp, claimed_by
+
+
+def coco_map(results: list[ImageResult], typed: bool = False, classes: list[str] | None = None) -> dict:
+    """COCO mAP50 and mAP50-95 computed by pycocotools; class-agnostic unless ``typed``."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    names = list(classes or sorted({c for r in results for c in [*r.gt_classes, *r.pred_classes]})) if typed else ["tumor"]
+    category = (lambda name: names.index(name) + 1 if name in names else None) if typed else (lambda name: 1)  # noqa: E731
+    images, annotations, detections = [], [], []
+    for image_id, result in enumerate(results, start=1):
+        images.append({"id": image_id, "width": result.width, "height": result.height})
+        for box, cls in zip(result.gt_boxes.tolist(), result.gt_classes):
+            if category(cls) is None:
+                continue
+            x1, y1, x2, y2 = box
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": category(cls),
+                                "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": 0})
+        for box, score, cls in zip(result.pred_boxes.tolist(), result.pred_scores.tolist(), result.pred_classes or ["tumor"] * len(result.pred_scores)):
+            if category(cls) is None:
+                continue
+            x1, y1, x2, y2 = box
+            detections.append({"image_id": image_id, "category_id": category(cls),
+                               "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(score)})
+    if not annotations or not detections:
+        return {"map50": 0.0, "map50_95": 0.0}
+    with contextlib.redirect_stdout(io.StringIO()):
+        ground_truth = COCO()
+        ground_truth.dataset = {"images": images, "annotations": annotations,
+                                "categories": [{"id": i + 1, "name": n} for i, n in enumerate(names)]}
+        ground_truth.createIndex()
+        evaluation = COCOeval(ground_truth, ground_truth.loadRes(detections), "bbox")
+        evaluation.evaluate()
+        evaluation.accumulate()
+        evaluation.summarize()
+    return {"map50": float(max(evaluation.stats[1], 0.0)), "map50_95": float(max(evaluation.stats[0], 0.0))}
+
+
+def ultralytics_map(results: list[ImageResult]) -> dict:
+    """Class-agnostic mAP50 and mAP50-95 from ultralytics' own matching and ``ap_per_class``."""
+    import types
+
+    import torch
+    from ultralytics.engine.validator import BaseValidator
+    from ultralytics.utils.metrics import ap_per_class
+
+    validator = types.SimpleNamespace(iouv=torch.linspace(0.5, 0.95, 10))
+    tps, confs, targets = [], [], []
+    for result in results:
+        order = np.argsort(-result.pred_scores, kind="stable")
+        targets += [0] * len(result.gt_boxes)
+        confs.append(result.pred_scores[order])
+        if len(order) == 0:
+            continue
+        if len(result.gt_boxes) == 0:
+            tps.append(np.zeros((len(order), 10), bool))
+            continue
+        iou = torch.from_numpy(box_iou(result.gt_boxes, result.pred_boxes[order]))
+        correct = BaseValidator.match_predictions(validator, torch.zeros(len(order)), torch.zeros(len(result.gt_boxes)), iou)
+        tps.append(correct.numpy())
+    if not tps or not targets:
+        return {"map50": 0.0, "map50_95": 0.0}
+    tp = np.concatenate(tps)
+    conf = np.concatenate(confs)
+    output = ap_per_class(tp, conf, np.zeros(len(conf)), np.asarray(targets))
+    ap = output[5]  # (classes, 10) average precision at IoU 0.5:0.95
+    return {"map50": float(ap[:, 0].mean()), "map50_95": float(ap.mean())}
+
+
+def _ranked_hits(results: list[ImageResult], typed: bool = False) -> tuple[np.ndarray, np.ndarray, int]:
+    scores, hits = [], []
+    for result in results:
+        is_tp, _ = match_greedy(result, typed=typed)
+        scores.append(result.pred_scores)
+        hits.append(is_tp)
+    scores = np.concatenate(scores) if scores else np.zeros(0)
+    hits = np.concatenate(hits) if hits else np.zeros(0, bool)
+    order = np.argsort(-scores, kind="stable")
+    return scores[order], hits[order], sum(len(r.gt_boxes) for r in results)
+
+
+def froc(results: list[ImageResult], rates=FROC_RATES) -> dict:
+    """Sensitivity (IoU >= 0.5) at each false-positive-per-image rate, plus the curve for plotting."""
+    scores, hits, n_gt = _ranked_hits(results)
+    n_images = max(len(results), 1)
+    sensitivity = np.cumsum(hits) / max(n_gt, 1)
+    fp_rate = np.cumsum(~hits) / n_images
+    at = {}
+    for rate in rates:
+        allowed = fp_rate <= rate
+        at[_rate_key(rate)] = float(sensitivity[allowed].max()) if allowed.any() else 0.0
+    return {"sens_at_fp": at, "curve": {"fp_per_image": fp_rate.tolist(), "sensitivity": sensitivity.tolist()}}
+
+
+def fp_per_image_at_sensitivity(results: list[ImageResult], target: float = 0.9) -> float | None:
+    """False positives per image at the first score threshold that reaches ``target`` sensitivity (None: never)."""
+    scores, hits, n_gt = _ranked_hits(results)
+    if n_gt == 0:
+        return None
+    sensitivity = np.cumsum(hits) / n_gt
+    reached = np.nonzero(sensitivity >= target)[0]
+    if not len(reached):
+        return None
+    return float(np.cumsum(~hits)[reached[0]] / max(len(results), 1))
+
+
+def precision_recall_at(results: list[ImageResult], conf: float) -> dict:
+    scores, hits, n_gt = _ranked_hits(results)
+    kept = scores >= conf
+    tp = int(hits[kept].sum())
+    predicted = int(kept.sum())
+    precision = tp / predicted if predicted else 0.0
+    recall = tp / n_gt if n_gt else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1, "conf": conf}
+
+
+def _rate_key(rate: float) -> str:
+    return f"{rate:g}"
+
+
+def detection_metrics(results: list[ImageResult], conf: float) -> dict:
+    """The detector figures ``detect.val`` reports, for one set of images."""
+    curve = froc(results)
+    return {
+        "n_images": len(results),
+        "n_boxes": int(sum(len(r.gt_boxes) for r in results)),
+        "coco": coco_map(results),
+        "ultralytics": ultralytics_map(results),
+        **precision_recall_at(results, conf),
+        "sens_at_fp": curve["sens_at_fp"],
+        "fp_per_image_at_sens90": fp_per_image_at_sensitivity(results, 0.9),
+    }

@@ -1,0 +1,207 @@
+import json
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from synthetic import YOLO_ENTRY, make_yolo_dataset, write_registry
+
+from detect import train as detect_train
+from detect.augment import MRIIntensity
+from detect.presets import load_preset
+from mri.metrics import ImageResult, coco_map, froc, fp_per_image_at_sensitivity, precision_recall_at, ultralytics_map
+
+
+def _cli(module, *args, timeout=600):
+    return subprocess.run([sys.executable, "-m", module, *map(str, args)], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """A detector trained for two epochs on tiny synthetic scans through the real CLI."""
+    root = tmp_path_factory.mktemp("detect")
+    make_yolo_dataset(root / "yolo_set", per_split={"train": 12, "val": 4, "test": 4}, size=64)
+    registry = write_registry(root / "datasets.yaml", {"tiny": YOLO_ENTRY})
+    result = _cli("detect.train", "--registry", registry, "--epochs", 2, "--imgsz", 64, "--batch", 4,
+                  "--project", root / "runs", "--name", "tiny", "--workers", 0)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return SimpleNamespace(root=root, registry=registry, run=root / "runs" / "tiny")
+
+
+def test_train_writes_a_run_with_weights_curves_and_resolved_args(trained_run):
+    run = trained_run.run
+    assert (run / "weights" / "best.pt").is_file() and (run / "weights" / "last.pt").is_file()
+    assert (run / "results.csv").read_text().count("\n") == 3  # header and two epochs
+    assert (run / "results.png").is_file()  # training vs validation losses and mAP
+    import yaml
+
+    saved = yaml.safe_load((run / "cli_args.yaml").read_text())
+    assert saved["epochs"] == 2 and saved["hyp"] == "mri" and saved["merged_data"].endswith("data.yaml")
+
+
+def test_a_second_run_with_the_same_name_never_overwrites(trained_run):
+    result = _cli("detect.train", "--registry", trained_run.registry, "--epochs", 1, "--imgsz", 64, "--batch", 4,
+                  "--project", trained_run.root / "runs", "--name", "tiny", "--workers", 0, "--fraction", 0.5)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (trained_run.root / "runs" / "tiny-2" / "weights" / "last.pt").is_file()
+    assert (trained_run.run / "results.csv").read_text().count("\n") == 3
+
+
+def test_val_reports_coco_and_ultralytics_map_that_agree(trained_run, tmp_path):
+    out = tmp_path / "val"
+    result = _cli("detect.val", "--weights", trained_run.run / "weights" / "last.pt", "--registry", trained_run.registry,
+                  "--split", "val", "--out", out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    overall = metrics["overall"]
+    assert overall["n_images"] == 4 and set(overall["sens_at_fp"]) == {"0.125", "0.25", "0.5", "1", "2", "4", "8"}
+    assert abs(overall["coco"]["map50"] - overall["ultralytics"]["map50"]) < 0.05
+    assert set(metrics["per_dataset"]) == {"tiny"}
+    assert (out / "froc.png").is_file() and (out / "pr_curve.png").is_file()
+
+
+def test_val_on_a_coco_file_given_by_path(trained_run, tmp_path):
+    from synthetic import make_coco_dataset
+
+    coco = make_coco_dataset(tmp_path / "export", splits=("test",), per_split=3, size=64)
+    result = _cli("detect.val", "--weights", trained_run.run / "weights" / "last.pt",
+                  "--data", coco / "test" / "_annotations.coco.json", "--out", tmp_path / "out", "--imgsz", 64)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["overall"]["n_boxes"] == 2
+
+
+def test_resume_continues_an_interrupted_run(tmp_path):
+    from ultralytics import YOLO
+
+    from detect.engine import MRIDetectionTrainer
+
+    data = make_yolo_dataset(tmp_path / "data", per_split={"train": 6, "val": 2}, size=64)
+    (tmp_path / "data.yaml").write_text(f"path: {data}\ntrain: images/train\nval: images/val\nnames: [a, b, c]\n")
+
+    def interrupt(trainer):
+        if trainer.epoch == 0:
+            raise KeyboardInterrupt("simulated power cut")
+
+    model = YOLO("yolov5n.yaml")
+    model.add_callback("on_fit_epoch_end", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        model.train(trainer=MRIDetectionTrainer, data=str(tmp_path / "data.yaml"), epochs=2, imgsz=64, batch=4,
+                    workers=0, device="cpu", project=str(tmp_path / "runs"), name="cut", plots=False)
+    run = tmp_path / "runs" / "cut"
+    assert (run / "weights" / "last.pt").is_file()
+    assert detect_train.main(detect_train.get_args_parser().parse_args(["--resume", str(run)])) == 0
+    assert (run / "results.csv").read_text().count("\n") == 3
+
+
+def test_multi_gpu_device_reaches_ultralytics_ddp(monkeypatch, tiny_registry):
+    """On CPU we check the plumbing: '--device 0,1' reaches ultralytics, which launches DDP itself."""
+    captured = {}
+
+    def fake_train(self, **kwargs):
+        captured.update(kwargs)
+
+    from ultralytics import YOLO
+
+    monkeypatch.setattr(YOLO, "train", fake_train)
+    args = detect_train.get_args_parser().parse_args(
+        ["--registry", str(tiny_registry), "--device", "0,1", "--batch", "64", "--name", "ddp"])
+    assert detect_train.main(args) == 0
+    from detect.engine import MRIDetectionTrainer
+
+    assert captured["device"] == "0,1" and captured["batch"] == 64 and captured["trainer"] is MRIDetectionTrainer
+    assert captured["amp"] is True and captured["single_cls"] is True
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--hyp", "nosuch"], "unknown augmentation preset 'nosuch'"),
+    (["--model", "missing.pt"], "missing.pt: model weights not found"),
+    (["--datasets", "nope"], "unknown dataset 'nope'"),
+])
+def test_train_bad_input_is_one_clear_line(tiny_registry, flags, message):
+    result = _cli("detect.train", "--registry", tiny_registry, *flags, timeout=120)
+    assert result.returncode == 2 and message in result.stderr and result.stderr.strip().count("\n") == 0
+
+
+def test_val_with_missing_or_corrupt_weights(tmp_path, tiny_registry):
+    result = _cli("detect.val", "--weights", tmp_path / "none.pt", "--registry", tiny_registry, timeout=120)
+    assert result.returncode == 2 and "detector weights not found" in result.stderr
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    result = _cli("detect.val", "--weights", tmp_path / "bad.pt", "--registry", tiny_registry, timeout=120)
+    assert result.returncode == 2 and "not a valid ultralytics detector checkpoint" in result.stderr
+
+
+def test_mri_preset_turns_off_colour_jitter_and_mixup():
+    preset = load_preset("mri")
+    assert preset["ultralytics"]["hsv_h"] == 0 and preset["ultralytics"]["hsv_s"] == 0
+    assert preset["ultralytics"]["mixup"] == 0 and preset["ultralytics"]["degrees"] > 0
+    assert preset["intensity"]["gamma"][0] < 1 < preset["intensity"]["gamma"][1]
+
+
+def test_intensity_augmentation_keeps_gray_and_geometry():
+    image = np.tile(np.linspace(0, 255, 64, dtype=np.uint8), (48, 1))
+    image = np.repeat(image[:, :, None], 3, axis=2)
+    transform = MRIIntensity(p=1.0, contrast=(1.3, 1.3), gamma=(0.7, 0.7), noise_std=5, blur_p=1.0, seed=0)
+    labels = transform({"img": image.copy()})
+    out = labels["img"]
+    assert out.shape == image.shape and out.dtype == np.uint8
+    assert np.array_equal(out[:, :, 0], out[:, :, 1]) and np.array_equal(out[:, :, 1], out[:, :, 2])
+    assert not np.array_equal(out, image)
+
+
+def test_trainer_dataset_applies_intensity_augmentation_also_after_close_mosaic(tmp_path):
+    from detect.engine import MRIDetectionTrainer
+
+    data = make_yolo_dataset(tmp_path / "data", per_split={"train": 4, "val": 2}, size=64)
+    (tmp_path / "data.yaml").write_text(f"path: {data}\ntrain: images/train\nval: images/val\nnames: [a, b, c]\n")
+    trainer = MRIDetectionTrainer(overrides={"model": "yolov5n.yaml", "data": str(tmp_path / "data.yaml"), "imgsz": 64,
+                                             "project": str(tmp_path / "runs"), "name": "t", "device": "cpu"})
+    trainer.model = trainer.get_model(cfg="yolov5n.yaml", verbose=False)
+    dataset = trainer.build_dataset(str(data / "images" / "train"), mode="train", batch=4)
+    assert any(isinstance(t, MRIIntensity) for t in dataset.transforms.transforms)
+    dataset.close_mosaic(trainer.args)
+    assert any(isinstance(t, MRIIntensity) for t in dataset.transforms.transforms)
+    validation = trainer.build_dataset(str(data / "images" / "val"), mode="val", batch=4)
+    assert not any(isinstance(t, MRIIntensity) for t in validation.transforms.transforms)
+
+
+def _noisy_results(seed=0, n=30):
+    rng = np.random.default_rng(seed)
+    results = []
+    for i in range(n):
+        gt = np.array([[20, 20, 60, 60]], np.float32) + rng.uniform(0, 30, 4).astype(np.float32)
+        shifted = gt + rng.normal(0, 6, gt.shape).astype(np.float32)
+        false = np.array([[100, 100, 130, 130]], np.float32)
+        results.append(ImageResult(f"i{i}", "d", 200, 200, gt, ["tumor"],
+                                   np.concatenate([shifted, false]), rng.uniform(0.1, 1, 2).astype(np.float32),
+                                   ["tumor", "tumor"]))
+    return results
+
+
+def test_pycocotools_and_ultralytics_map_agree_on_the_same_predictions():
+    results = _noisy_results()
+    ours, theirs = coco_map(results), ultralytics_map(results)
+    assert 0.2 < ours["map50"] <= 1 and abs(ours["map50"] - theirs["map50"]) < 0.03
+    assert abs(ours["map50_95"] - theirs["map50_95"]) < 0.03
+
+
+def test_perfect_predictions_score_one():
+    results = [ImageResult("a", "d", 100, 100, np.array([[10, 10, 50, 50]], np.float32), ["tumor"],
+                           np.array([[10, 10, 50, 50]], np.float32), np.array([0.9], np.float32), ["tumor"])]
+    assert coco_map(results)["map50"] == pytest.approx(1.0)
+    assert froc(results)["sens_at_fp"]["0.125"] == 1.0
+    assert fp_per_image_at_sensitivity(results, 0.9) == 0.0
+
+
+def test_froc_counts_false_positives_per_image():
+    gt = np.array([[10, 10, 50, 50]], np.float32)
+    miss = np.array([[60, 60, 90, 90]], np.float32)
+    results = [
+        ImageResult("a", "d", 100, 100, gt, ["tumor"], np.concatenate([miss, gt]), np.array([0.9, 0.5], np.float32)),
+        ImageResult("b", "d", 100, 100, np.zeros((0, 4), np.float32), [], miss, np.array([0.8], np.float32)),
+    ]
+    curve = froc(results)["sens_at_fp"]
+    assert curve["0.5"] == 0.0 and curve["1"] == 1.0  # the hit comes after two false positives (1 per image)
+    assert fp_per_image_at_sensitivity(results, 0.9) == 1.0
+    figures = precision_recall_at(results, conf=0.7)
+    assert figures["precision"] == 0.0 and figures["recall"] == 0.0
