@@ -1,0 +1,98 @@
+"""The files of a classifier run: folder, checkpoints, final calibration, test metrics and figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from classify.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from classify.crop_data import CropSet, class_names
+from classify.crops import CropRule
+from classify.engine import calibrate_thresholds, metrics_by_dataset
+from classify.models import normalisation
+from classify.plots import confusion_matrix, plot_confusion, plot_history, save_gallery
+from classify.presets import CropTransform, to_batch
+from mri.cli import resolve_path
+from mri.files import new_run_dir, write_json, write_yaml
+
+
+def prepare_run_dir(args) -> Path:
+    run_dir = new_run_dir(resolve_path(args.project), args.name or f"{args.arch}-{args.input_size}")
+    write_yaml(run_dir / "args.yaml", vars(args))
+    return run_dir
+
+
+def selection_score(entry: dict) -> float:
+    """How best.pt is chosen: validation tumor F1 and type accuracy, equally weighted."""
+    val = entry["val"]
+    return (val["tumor_f1"] + (val["type_accuracy"] if val["type_accuracy"] is not None else val["tumor_f1"])) / 2
+
+
+def new_checkpoint(model, args, registry, rule: CropRule, history: list, epoch: int, thresholds=None) -> dict:
+    mean, std = normalisation(args.arch)
+    return {
+        "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "arch": args.arch,
+        "classes": class_names(registry),
+        "input_size": rule.size,
+        "mean": list(mean),
+        "std": list(std),
+        "crop_rule": rule.as_dict(),
+        "thresholds": thresholds or {"default": 0.5},
+        "epoch": epoch,
+        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "history": history,
+    }
+
+
+@torch.no_grad()
+def predict_crops(model, crops: np.ndarray, mean, std, device, batch: int = 64) -> np.ndarray:
+    """Softmax outputs for a stack of uint8 crops (evaluation preprocessing)."""
+    outputs = []
+    for start in range(0, len(crops), batch):
+        outputs.append(model(to_batch(crops[start : start + batch], mean, std).to(device)).softmax(1).cpu().numpy())
+    return np.concatenate(outputs) if outputs else np.zeros((0, 1), np.float32)
+
+
+def evaluate_checkpoint(checkpoint: dict, crops: CropSet, device, threshold: float | None = None) -> dict:
+    model = model_from_checkpoint(checkpoint, str(device))
+    probabilities = predict_crops(model, crops.images, checkpoint["mean"], checkpoint["std"], device)
+    threshold = checkpoint["thresholds"]["default"] if threshold is None else threshold
+    return metrics_by_dataset(probabilities, crops.labels, crops.datasets, threshold), probabilities
+
+
+def finish_run(run_dir: Path, args, registry, val_set: CropSet, test_set: CropSet, train_set: CropSet, device, history):
+    """Calibrate thresholds on validation, evaluate on test, and write the run's figures and metrics."""
+    best = load_checkpoint(run_dir / "best.pt")
+    model = model_from_checkpoint(best, str(device))
+    val_probabilities = predict_crops(model, val_set.images, best["mean"], best["std"], device)
+    thresholds = calibrate_thresholds(val_probabilities, val_set.labels, args.min_sensitivity)
+    for name in ("best.pt", "last.pt"):
+        checkpoint = load_checkpoint(run_dir / name)
+        checkpoint["thresholds"] = thresholds
+        save_checkpoint(run_dir / name, checkpoint)
+    best["thresholds"] = thresholds
+    test_metrics, test_probabilities = evaluate_checkpoint(best, test_set, device)
+    metrics = {
+        "arch": args.arch, "input_size": best["input_size"], "best_epoch": best["epoch"], "thresholds": thresholds,
+        "validation": metrics_by_dataset(val_probabilities, val_set.labels, val_set.datasets, thresholds["default"]),
+        "test": test_metrics,
+        "train_seconds": float(sum(h["seconds"] for h in history)),
+        "n_crops": {"train": len(train_set), "val": len(val_set), "test": len(test_set)},
+    }
+    write_json(run_dir / "metrics.json", metrics)
+    write_json(run_dir / "history.json", history)
+    plot_history(history, run_dir / "curves.png")
+    classes = class_names(registry)
+    plot_confusion(confusion_matrix(test_probabilities, test_set.labels, classes, thresholds["default"]), classes,
+                   run_dir / "confusion.png")
+    mean, std = normalisation(args.arch)
+    pick = np.random.default_rng(args.seed).choice(len(train_set), min(8, len(train_set)), replace=False)
+    save_gallery(train_set.images[np.sort(pick)], CropTransform(args.hyp, mean, std), run_dir / "gallery.png")
+    overall = test_metrics["overall"]
+    print(f"test crops: tumor F1 {overall['tumor_f1']:.3f} (P {overall['tumor_precision']:.3f}, "
+          f"R {overall['tumor_recall']:.3f}, AUC {overall['roc_auc'] or 0:.3f}), type accuracy "
+          f"{overall['type_accuracy'] or 0:.3f}, macro-F1 {overall['type_macro_f1'] or 0:.3f}; results in {run_dir}")
+    return metrics

