@@ -41,8 +41,14 @@ class BaselineCNN(nn.Module):
             nn.Linear(hidden, num_classes),
         )
 
+    def forward_features(self, x):
+        return self.features[:-1](x)  # the last convolution block's map, before pooling (for Grad-CAM)
+
+    def forward_head(self, features):
+        return self.classifier(self.features[-1](features))
+
     def forward(self, x):
-        return self.classifier(self.features(x))
+        return self.forward_head(self.forward_features(x))
 
 
 def normalisation(arch: str) -> tuple[tuple, tuple]:

@@ -81,6 +81,8 @@ def train_overrides(args, data_yaml: Path, preset: dict, project: Path) -> dict:
         "verbose": True,
         "amp": args.device not in ("cpu", "") and not str(args.device).startswith("cpu"),
     }
+    if getattr(args, "hours", None):
+        overrides["time"] = args.hours
     if args.fraction < 1.0:
         overrides["fraction"] = args.fraction
     overrides.update(preset["ultralytics"])

@@ -38,6 +38,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     run = parser.add_argument_group("run")
     run.add_argument("--imgsz", type=int, default=320, help="training image size in pixels")
     run.add_argument("--epochs", type=int, default=30)
+    run.add_argument("--hours", type=float, default=None,
+                     help="train for this long instead: the epoch count and schedule adapt after each epoch")
     run.add_argument("--batch", type=int, default=16, help="total batch size (split across GPUs under DDP)")
     run.add_argument("--patience", type=int, default=20, help="stop after this many epochs without improvement")
     run.add_argument("--workers", type=int, default=2, help="data-loading processes")

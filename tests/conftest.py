@@ -22,3 +22,27 @@ def tiny_registry(tmp_path):
     make_yolo_dataset(tmp_path / "yolo_set")
     make_coco_dataset(tmp_path / "coco_set")
     return write_registry(tmp_path / "datasets.yaml", {"tiny_yolo": YOLO_ENTRY, "tiny_coco": COCO_ENTRY})
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory):
+    """A detector and a classifier trained in seconds on tiny synthetic scans: real checkpoints, poor models."""
+    import subprocess
+
+    from synthetic import COCO_ENTRY, YOLO_ENTRY, make_coco_dataset, make_yolo_dataset, write_registry
+
+    root = tmp_path_factory.mktemp("weights")
+    make_yolo_dataset(root / "yolo_set", per_split={"train": 12, "val": 4, "test": 4}, size=96)
+    make_coco_dataset(root / "coco_set", per_split=3, size=96)
+    registry = write_registry(root / "datasets.yaml", {"tiny_yolo": YOLO_ENTRY, "tiny_coco": COCO_ENTRY})
+    env = {**os.environ, "MRI_RUNS_DIR": str(root / "runs")}
+    for command in (
+        ["detect.train", "--registry", registry, "--epochs", "2", "--imgsz", "96", "--batch", "4", "--workers", "0",
+         "--project", root / "runs" / "detect", "--name", "det"],
+        ["classify.train", "--registry", registry, "--arch", "baseline", "--epochs", "2", "--input-size", "32",
+         "--batch", "8", "--project", root / "runs" / "classify", "--name", "cls"],
+    ):
+        result = subprocess.run([sys.executable, "-m", *map(str, command)], capture_output=True, text=True, env=env, timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+    return {"registry": registry, "root": root, "det": root / "runs" / "detect" / "det" / "weights" / "last.pt",
+            "cls": root / "runs" / "classify" / "cls" / "last.pt"}

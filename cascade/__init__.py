@@ -1,0 +1,1 @@
+"""The product: detector, then classifier on each detected crop, then boxes people can read."""

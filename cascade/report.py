@@ -1,0 +1,125 @@
+"""What ``tools/infer.py`` writes: boxed images, crops, results.json and results.csv, and a summary."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import cv2
+
+from cascade.draw import draw_detections
+from cascade.sources import Skipped, output_stem
+from mri.cli import resolve_path
+from mri.files import new_run_dir, write_atomic, write_csv, write_json, write_yaml
+from mri.offline import RUNS_DIR
+
+CSV_FIELDS = ["image", "slice", "x1", "y1", "x2", "y2", "type", "det_score", "tumor_prob", "type_prob", "score", "kept"]
+
+
+def _write_image(path: Path, image) -> None:
+    ok, encoded = cv2.imencode(path.suffix, image)
+    if not ok:
+        raise OSError(f"{path}: could not encode image")
+    write_atomic(path, encoded.tobytes())
+
+
+class InferenceWriter:
+    def __init__(self, out: Path, args, cascade):
+        self.out, self.args, self.cascade = out, args, cascade
+        self.records, self.skipped, self.n_processed = [], [], 0
+        self.names = set()
+
+    @classmethod
+    def create(cls, args, cascade) -> "InferenceWriter":
+        if args.out:
+            wanted = resolve_path(args.out)
+            out = new_run_dir(wanted.parent, wanted.name)
+        else:
+            out = new_run_dir(RUNS_DIR / "infer", Path(str(args.source).rstrip("/*")).name or "scans")
+        (out / "images").mkdir()
+        write_yaml(out / "args.yaml", vars(args))
+        return cls(out, args, cascade)
+
+    def _unique(self, stem: str) -> str:
+        name, number = stem, 2
+        while name in self.names:
+            name, number = f"{stem}-{number}", number + 1
+        self.names.add(name)
+        return name
+
+    def process(self, cascade, scans, batch_size: int) -> None:
+        from tqdm import tqdm
+
+        pending = []
+        bar = tqdm(desc="infer", unit="slice")
+        for scan, skipped in scans:
+            if skipped is not None:
+                self.skip(skipped)
+                continue
+            pending.append(scan)
+            if len(pending) == batch_size:
+                self._run(cascade, pending)
+                bar.update(len(pending))
+                pending = []
+        if pending:
+            self._run(cascade, pending)
+            bar.update(len(pending))
+        bar.close()
+
+    def skip(self, skipped: Skipped) -> None:
+        self.skipped.append({"path": skipped.path, "reason": skipped.reason})
+        print(f"skipped {skipped}")
+
+    def _run(self, cascade, scans) -> None:
+        results = cascade.run([s.image for s in scans], keep_crops=self.args.save_crops, cam=self.args.cam)
+        for scan, detections in zip(scans, results):
+            name = self._unique(output_stem(scan, self.args.source))
+            drawn = draw_detections(scan.image, [{**d.as_dict(), "cam": d.cam} for d in detections], self.args.show_rejected)
+            _write_image(self.out / "images" / f"{name}.jpg", drawn)
+            boxes = []
+            for index, det in enumerate(detections):
+                entry = det.as_dict()
+                if self.args.save_crops and det.crop is not None:
+                    crop_path = self.out / "crops" / f"{name}_{index}_{det.type if det.kept else 'rejected'}.png"
+                    crop_path.parent.mkdir(exist_ok=True)
+                    _write_image(crop_path, det.crop)
+                    entry["crop"] = str(crop_path.relative_to(self.out))
+                boxes.append(entry)
+            self.records.append({"image": scan.path, "slice": scan.slice_index, "output": f"images/{name}.jpg",
+                                 "width": int(scan.image.shape[1]), "height": int(scan.image.shape[0]),
+                                 "pixel_spacing": scan.pixel_spacing, "detections": boxes})
+            self.n_processed += 1
+
+    def finish(self, seconds: float) -> str:
+        kept = Counter(b["type"] for r in self.records for b in r["detections"] if b["kept"])
+        rejected = sum(not b["kept"] for r in self.records for b in r["detections"])
+        summary = {
+            "slices_processed": self.n_processed,
+            "files_skipped": len(self.skipped),
+            "boxes_kept": sum(kept.values()),
+            "boxes_rejected": rejected,
+            "kept_by_type": dict(kept),
+            "slices_with_tumor": sum(any(b["kept"] for b in r["detections"]) for r in self.records),
+            "seconds": round(seconds, 2),
+        }
+        cascade = self.cascade
+        write_json(self.out / "results.json", {
+            "source": str(self.args.source),
+            "settings": {"det_weights": str(self.args.det_weights), "cls_weights": str(self.args.cls_weights),
+                         "det_conf": cascade.conf, "imgsz": cascade.imgsz, "cls_threshold": cascade.threshold,
+                         "classifier": cascade.checkpoint["arch"], "crop_rule": cascade.rule.as_dict()},
+            "summary": summary, "images": self.records, "skipped": self.skipped,
+        })
+        rows = [{"image": r["image"], "slice": "" if r["slice"] is None else r["slice"],
+                 **dict(zip(("x1", "y1", "x2", "y2"), b["box"])),
+                 **{k: b[k] for k in ("type", "det_score", "tumor_prob", "type_prob", "score", "kept")}}
+                for r in self.records for b in r["detections"]]
+        write_csv(self.out / "results.csv", rows, CSV_FIELDS)
+        lines = [f"{self.n_processed} slices in {seconds:.1f} s: {summary['boxes_kept']} tumor boxes kept "
+                 f"({', '.join(f'{k} {v}' for k, v in sorted(kept.items())) or 'none'}), {rejected} rejected by the classifier; "
+                 f"{summary['slices_with_tumor']} slices with a tumor."]
+        if self.skipped:
+            lines.append(f"skipped {len(self.skipped)} file(s):")
+            lines += [f"  {s['path']}: {s['reason']}" for s in self.skipped]
+        lines.append(f"results in {self.out}")
+        return "\n".join(lines)
