@@ -1,0 +1,68 @@
+"""Detector alone vs the cascade on the same images: the figures ``tools/evaluate.py`` reports."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mri.metrics import ImageResult, coco_map, fp_per_image_at_sensitivity, froc, match_greedy
+
+SENS_RATES = (0.5, 1.0, 2.0)
+
+
+def type_accuracy(results: list[ImageResult], types: list[str]) -> float | None:
+    """Share of typed ground-truth boxes, found at IoU >= 0.5, whose predicted type is right."""
+    right = total = 0
+    for result in results:
+        if not result.pred_classes:
+            continue
+        _, claimed_by = match_greedy(result)
+        for gt_class, index in zip(result.gt_classes, claimed_by):
+            if index >= 0 and gt_class in types:
+                total += 1
+                right += result.pred_classes[index] == gt_class
+    return right / total if total else None
+
+
+def image_f1(truth: list[bool], predicted: list[bool]) -> float:
+    truth, predicted = np.asarray(truth, bool), np.asarray(predicted, bool)
+    tp = int((truth & predicted).sum())
+    denominator = 2 * tp + int((~truth & predicted).sum()) + int((truth & ~predicted).sum())
+    return 2 * tp / denominator if denominator else 1.0
+
+
+def figures(results: list[ImageResult], positive: list[bool], types: list[str], typed: bool) -> dict:
+    """The contract of metrics.json for one system (detector or cascade) on one set of images.
+
+    ``positive``: whether the system calls each image tumor-bearing at its operating point.
+    """
+    curve = froc(results, SENS_RATES)["sens_at_fp"]
+    agnostic = coco_map(results)
+    typed_map = None
+    if typed:
+        typed_images = [r for r in results if all(c in types for c in r.gt_classes)]
+        typed_map = coco_map(typed_images, typed=True, classes=types)["map50"] if typed_images else None
+    return {
+        "map50": agnostic["map50"],
+        "map50_95": agnostic["map50_95"],
+        "typed_map50": typed_map,
+        "sens_at_fp": curve,
+        "fp_per_image_at_sens90": fp_per_image_at_sensitivity(results, 0.9),
+        "type_accuracy": type_accuracy(results, types) if typed else None,
+        "image_f1": image_f1([len(r.gt_boxes) > 0 for r in results], positive),
+        "n_images": len(results),
+    }
+
+
+def compare(detector: list[ImageResult], cascade: list[ImageResult], detector_positive, cascade_positive,
+            types: list[str], detector_typed: bool = False) -> dict:
+    """Detector and cascade figures, overall and per source dataset."""
+    def both(indices):
+        pick = lambda items: [items[i] for i in indices]  # noqa: E731
+        return {"detector": figures(pick(detector), pick(detector_positive), types, detector_typed),
+                "cascade": figures(pick(cascade), pick(cascade_positive), types, True)}
+
+    everything = both(range(len(detector)))
+    per_dataset = {}
+    for name in sorted({r.dataset for r in detector}):
+        per_dataset[name] = both([i for i, r in enumerate(detector) if r.dataset == name])
+    return {**everything, "per_dataset": per_dataset}

@@ -1,0 +1,42 @@
+"""The Markdown table of ``tools/evaluate.py``: detector alone vs cascade."""
+
+from __future__ import annotations
+
+ROWS = [
+    ("mAP50 (class-agnostic, COCO)", lambda f: f["map50"]),
+    ("mAP50-95 (class-agnostic, COCO)", lambda f: f["map50_95"]),
+    ("typed mAP50", lambda f: f["typed_map50"]),
+    ("sensitivity at 0.5 FP/image", lambda f: f["sens_at_fp"]["0.5"]),
+    ("sensitivity at 1 FP/image", lambda f: f["sens_at_fp"]["1"]),
+    ("sensitivity at 2 FP/image", lambda f: f["sens_at_fp"]["2"]),
+    ("FP/image at 0.90 sensitivity (lower is better)", lambda f: f["fp_per_image_at_sens90"]),
+    ("type accuracy of matched boxes", lambda f: f["type_accuracy"]),
+    ("image-level tumor F1", lambda f: f["image_f1"]),
+]
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _table(block: dict) -> list[str]:
+    lines = ["| metric | detector alone | cascade |", "|---|---|---|"]
+    for name, get in ROWS:
+        lines.append(f"| {name} | {_fmt(get(block['detector']))} | {_fmt(get(block['cascade']))} |")
+    return lines
+
+
+def evaluation_markdown(metrics: dict) -> str:
+    settings = metrics["settings"]
+    lines = [
+        f"# Detector alone vs cascade: {', '.join(metrics['data'])} ({metrics['split']})",
+        "",
+        f"{metrics['n_images']} images, {metrics['seconds']:.0f} s. Detector {settings['det_weights']} at "
+        f"{settings['imgsz']} px; classifier {settings['cls_weights']}, P(tumor) threshold {settings['cls_threshold']:.3f}. "
+        "Boxes match at IoU 0.5. n/a: not defined (no typed boxes, or sensitivity 0.90 never reached).",
+        "",
+        *_table(metrics),
+    ]
+    for name, block in metrics["per_dataset"].items():
+        lines += ["", f"## {name} ({block['detector']['n_images']} images)", "", *_table(block)]
+    return "\n".join(lines) + "\n"

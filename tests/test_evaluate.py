@@ -1,0 +1,92 @@
+"""tools/evaluate.py: the JSON contract, foreign class names, and the figures it reports."""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from synthetic import make_yolo_dataset
+
+from cascade.evaluation import compare, image_f1, type_accuracy
+from mri import PROJECT_ROOT
+from mri.metrics import ImageResult
+
+sys.path.insert(0, str(PROJECT_ROOT / "tools"))
+import evaluate  # noqa: E402
+
+SYSTEM_KEYS = {"map50", "map50_95", "typed_map50", "sens_at_fp", "fp_per_image_at_sens90", "type_accuracy", "image_f1"}
+
+
+def _run(tiny_weights, *flags):
+    args = evaluate.get_args_parser().parse_args(
+        ["--det-weights", str(tiny_weights["det"]), "--cls-weights", str(tiny_weights["cls"]), *map(str, flags)])
+    return evaluate.main(args)
+
+
+def test_json_contract_on_a_foreign_dataset_with_other_class_names(tiny_weights, tmp_path):
+    # class names in another case and order than ours, one of them unknown to us
+    root = make_yolo_dataset(tmp_path / "foreign", names=("Pituitary", "GLIOMA", "Meningioma_Tumor"))
+    out = tmp_path / "eval"
+    assert _run(tiny_weights, "--data", root / "data.yaml", "--split", "test", "--out", out) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"detector", "cascade", "n_images", "seconds", "per_dataset"} <= set(metrics)
+    for system in ("detector", "cascade"):
+        assert SYSTEM_KEYS <= set(metrics[system])
+        assert set(metrics[system]["sens_at_fp"]) == {"0.5", "1", "2"}
+    assert metrics["n_images"] == 3
+    assert metrics["cascade"]["typed_map50"] is not None and metrics["detector"]["typed_map50"] is None
+    assert (out / "report.md").read_text().startswith("# Detector alone vs cascade")
+
+
+def test_foreign_class_names_map_by_name(tmp_path):
+    from mri.registry import dataset_from_path, load_registry, read_dataset
+
+    root = make_yolo_dataset(tmp_path / "foreign", names=("Pituitary", "GLIOMA", "no_tumor"))
+    registry = load_registry()
+    spec = dataset_from_path(root / "data.yaml", registry, "train")
+    assert spec.class_map == {"Pituitary": "pituitary", "GLIOMA": "glioma"} and spec.ignore_classes == ["no_tumor"]
+    records = read_dataset(spec, registry, "train")
+    labels = yaml.safe_load((root / "data.yaml").read_text())["names"]
+    first = sorted((root / "labels" / "train").glob("*.txt"))[0].read_text().split()
+    expected = {"Pituitary": ["pituitary"], "GLIOMA": ["glioma"], "no_tumor": []}[labels[int(first[0])]]
+    assert records[0].classes == expected
+
+
+def test_registry_dataset_and_existing_output_folder(tiny_weights, tmp_path):
+    out = tmp_path / "eval"
+    out.mkdir()
+    (out / "mine.txt").write_text("user's file")
+    assert _run(tiny_weights, "--registry", tiny_weights["registry"], "--data", "tiny_yolo", "--out", out) == 0
+    assert (out / "mine.txt").read_text() == "user's file" and not (out / "metrics.json").exists()
+    assert (tmp_path / "eval-2" / "metrics.json").is_file()
+
+
+def test_bad_data_is_one_line(tiny_weights, tmp_path, capsys):
+    assert _run(tiny_weights, "--data", tmp_path / "none.yaml", "--out", tmp_path / "o") == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def _result(gt, gt_classes, boxes, scores, classes, dataset="d"):
+    return ImageResult("k", dataset, 100, 100, np.array(gt, np.float32).reshape(-1, 4), gt_classes,
+                       np.array(boxes, np.float32).reshape(-1, 4), np.array(scores, np.float32), classes)
+
+
+def test_cascade_that_drops_false_positives_scores_better():
+    gt = [[10, 10, 40, 40]]
+    false_positive = [60, 60, 90, 90]
+    detector = [_result(gt, ["glioma"], [gt[0], false_positive], [0.6, 0.9], ["tumor", "tumor"]) for _ in range(4)]
+    cascade = [_result(gt, ["glioma"], [gt[0]], [0.6], ["glioma"]) for _ in range(4)]
+    metrics = compare(detector, cascade, [True] * 4, [True] * 4, ["glioma", "meningioma", "pituitary"])
+    assert metrics["detector"]["fp_per_image_at_sens90"] == 1.0 and metrics["cascade"]["fp_per_image_at_sens90"] == 0.0
+    assert metrics["cascade"]["map50"] > metrics["detector"]["map50"]
+    assert metrics["cascade"]["type_accuracy"] == 1.0 and metrics["cascade"]["typed_map50"] == pytest.approx(1.0)
+
+
+def test_type_accuracy_and_image_f1():
+    results = [_result([[0, 0, 10, 10]], ["glioma"], [[0, 0, 10, 10]], [0.9], ["meningioma"]),
+               _result([[0, 0, 10, 10]], ["pituitary"], [[0, 0, 10, 10]], [0.9], ["pituitary"]),
+               _result([[0, 0, 10, 10]], ["tumor"], [[0, 0, 10, 10]], [0.9], ["glioma"])]
+    assert type_accuracy(results, ["glioma", "meningioma", "pituitary"]) == 0.5
+    assert image_f1([True, True, False, False], [True, False, True, False]) == 0.5

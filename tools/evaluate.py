@@ -1,0 +1,107 @@
+"""Does the classifier pay? The detector alone vs the cascade, on the same images.
+
+    python tools/evaluate.py --data rf_mri4 --split test --out runs/eval/rf_mri4
+    python tools/evaluate.py --data /data/other/data.yaml --split test --out runs/eval/other
+    python tools/evaluate.py --data /data/export/test/_annotations.coco.json --out runs/eval/export
+
+D is a registry name (or several), a YOLO data.yaml or a COCO json; foreign class names are matched to
+ours by name, whatever their case or order. Writes DIR/metrics.json (top-level ``detector`` and
+``cascade``, each with map50, map50_95, typed_map50, sens_at_fp {"0.5","1","2"}, fp_per_image_at_sens90,
+type_accuracy, image_f1; plus n_images, seconds and the same per source dataset) and DIR/report.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import mri.offline  # noqa: F401
+from mri import PROJECT_ROOT
+
+EVAL_CONF = 0.005  # low, so the curves (mAP, FROC) see nearly every box
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", nargs="+", required=True, help="registry name(s), a data.yaml or a COCO json")
+    parser.add_argument("--split", default="test", choices=["train", "val", "test"])
+    parser.add_argument("--out", required=True, help="output folder (a new one is made if it exists)")
+    parser.add_argument("--det-weights", default=str(PROJECT_ROOT / "weights" / "detector.pt"))
+    parser.add_argument("--cls-weights", default=str(PROJECT_ROOT / "weights" / "classifier.pt"))
+    parser.add_argument("--conf", type=float, default=0.25, help="detector operating point for image-level F1")
+    parser.add_argument("--cls-threshold", type=float, default=None, help="default: the checkpoint's")
+    parser.add_argument("--imgsz", type=int, default=None)
+    parser.add_argument("--registry", default=None)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def run_both(cascade, records, batch: int, conf: float):
+    """Detector-only and cascade ImageResults for every record, from one detector pass."""
+    import numpy as np
+    from tqdm import tqdm
+
+    from detect.evaluate import gt_in_pixels
+    from mri.metrics import ImageResult
+    from mri.scan_io import read_scan
+
+    detector, cascaded, detector_positive, cascade_positive = [], [], [], []
+    for start in tqdm(range(0, len(records), batch), desc="evaluate", unit="batch"):
+        chunk = records[start : start + batch]
+        images = [read_scan(r.path)[0].image for r in chunk]
+        for record, image, detections in zip(chunk, images, cascade.run(images, conf=EVAL_CONF)):
+            height, width = image.shape[:2]
+            common = dict(key=record.key, dataset=record.dataset, width=width, height=height,
+                          gt_boxes=gt_in_pixels(record, width, height), gt_classes=list(record.classes))
+            boxes = np.array([d.box for d in detections], np.float32).reshape(-1, 4)
+            detector.append(ImageResult(**common, pred_boxes=boxes, pred_scores=np.array([d.det_score for d in detections], np.float32),
+                                        pred_classes=["tumor"] * len(detections)))
+            kept = [d for d in detections if d.kept]
+            cascaded.append(ImageResult(**common, pred_boxes=np.array([d.box for d in kept], np.float32).reshape(-1, 4),
+                                        pred_scores=np.array([d.score for d in kept], np.float32),
+                                        pred_classes=[d.type for d in kept]))
+            detector_positive.append(any(d.det_score >= conf for d in detections))
+            cascade_positive.append(any(d.det_score >= conf for d in kept))
+    return detector, cascaded, detector_positive, cascade_positive
+
+
+def main(args) -> int:
+    from cascade.evaluation import compare
+    from cascade.pipeline import Cascade, WeightsError
+    from cascade.report_md import evaluation_markdown
+    from detect.evaluate import load_ground_truth
+    from mri.cli import resolve_path, seed_everything
+    from mri.files import new_run_dir, write_atomic, write_json, write_yaml
+    from mri.registry import DatasetError, load_registry
+
+    seed_everything(args.seed)
+    try:
+        cascade = Cascade.load(args.det_weights, args.cls_weights, 0.005, args.imgsz, args.device, args.cls_threshold)
+        registry = load_registry(args.registry)
+        records = load_ground_truth(args.data, args.split, registry)
+    except (WeightsError, DatasetError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    wanted = resolve_path(args.out)
+    out = wanted if not wanted.exists() or not any(wanted.iterdir()) else new_run_dir(wanted.parent, wanted.name)
+    out.mkdir(parents=True, exist_ok=True)
+    write_yaml(out / "args.yaml", vars(args))
+    start = time.perf_counter()
+    detector, cascaded, detector_positive, cascade_positive = run_both(cascade, records, args.batch, args.conf)
+    metrics = compare(detector, cascaded, detector_positive, cascade_positive, cascade.types)
+    metrics.update(n_images=len(records), seconds=round(time.perf_counter() - start, 2), data=args.data, split=args.split,
+                   settings={"det_weights": str(args.det_weights), "cls_weights": str(args.cls_weights),
+                             "imgsz": cascade.imgsz, "cls_threshold": cascade.threshold, "det_conf": args.conf})
+    write_json(out / "metrics.json", metrics)
+    report = evaluation_markdown(metrics)
+    write_atomic(out / "report.md", report)
+    print(report)
+    print(f"results in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(get_args_parser().parse_args()))
