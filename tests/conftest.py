@@ -5,8 +5,10 @@ from pathlib import Path
 
 import pytest
 
-# Runs made by tests (merged datasets, trainings) never land in the project's runs/.
+# Runs made by tests (merged datasets, trainings) never land in the project's runs/, and fiftyone's
+# embedded MongoDB gets a database folder of its own for each test session.
 os.environ.setdefault("MRI_RUNS_DIR", tempfile.mkdtemp(prefix="mri-test-runs-"))
+os.environ["FIFTYONE_DATABASE_DIR"] = tempfile.mkdtemp(prefix="mri-test-fiftyone-")
 import mri.offline  # noqa: E402,F401  (offline environment for every test)
 
 sys.path.insert(0, str(Path(__file__).parent))
