@@ -244,3 +244,13 @@ def test_torchrun_two_cpu_processes_train_with_equal_weights(trained, tmp_path):
     assert sums[0]["steps"] >= 1 and sums[0] == sums[1]
     runs = list((tmp_path / "runs" / "classify").iterdir())
     assert len(runs) == 1  # rank 0 alone writes
+
+
+def test_classify_val_writes_metrics_per_dataset(trained, tmp_path):
+    root, registry, run, env = trained
+    result = subprocess.run([sys.executable, "-m", "classify.val", "--weights", run / "best.pt", "--registry", registry,
+                             "--out", tmp_path / "val"], capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads((tmp_path / "val" / "metrics.json").read_text())
+    assert {"tumor_f1", "tumor_precision", "tumor_recall", "roc_auc", "type_accuracy", "type_macro_f1"} <= set(metrics["overall"])
+    assert set(metrics["per_dataset"]) == {"tiny_yolo", "tiny_coco"} and "at_default_threshold" in metrics
