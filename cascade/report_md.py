@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from mri.reporting import fmt
+
 ROWS = [
     ("mAP50 (class-agnostic, COCO)", lambda f: f["map50"]),
     ("mAP50-95 (class-agnostic, COCO)", lambda f: f["map50_95"]),
@@ -15,14 +17,10 @@ ROWS = [
 ]
 
 
-def _fmt(value) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
-
-
 def _table(block: dict) -> list[str]:
     lines = ["| metric | detector alone | cascade |", "|---|---|---|"]
     for name, get in ROWS:
-        lines.append(f"| {name} | {_fmt(get(block['detector']))} | {_fmt(get(block['cascade']))} |")
+        lines.append(f"| {name} | {fmt(get(block['detector']))} | {fmt(get(block['cascade']))} |")
     return lines
 
 

@@ -68,7 +68,6 @@ def pretrained_source(arch: str, pretrained: str) -> str | None:
 
 def main(args) -> int:
     import numpy as np
-    import torch
 
     from classify.checkpoint import CheckpointError, load_checkpoint
     from classify.crop_data import CropRecipe, cached_split, class_names, mine_hard_negatives, split_records

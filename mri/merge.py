@@ -16,7 +16,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from mri.files import write_atomic, write_csv, write_yaml
+from mri.files import write_csv, write_yaml
 from mri.offline import RUNS_DIR
 from mri.registry import LabeledImage, Registry
 from mri.splits import apply_assignment, default_assignment_path, load_assignment

@@ -5,8 +5,6 @@ import os
 import sys
 from pathlib import Path
 
-import torch
-
 registry, out = sys.argv[1], Path(sys.argv[2])
 os.environ["MRI_RUNS_DIR"] = str(out / "runs")
 

@@ -4,7 +4,6 @@ import sys
 
 import cv2
 import numpy as np
-import pytest
 from conftest import SHARED_DATA, needs_shared_data
 from synthetic import synthetic_scan
 

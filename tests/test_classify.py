@@ -2,13 +2,11 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import needs_shared_data, SHARED_DATA
 
 from classify.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from classify.crop_data import build_split, class_names, split_records
@@ -158,7 +156,6 @@ def test_b4_loads_imagenet_weights_from_a_local_file(tmp_path):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    import yaml
     from synthetic import COCO_ENTRY, YOLO_ENTRY, make_coco_dataset, make_yolo_dataset, write_registry
 
     root = tmp_path_factory.mktemp("classify")

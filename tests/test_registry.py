@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import yaml
 from conftest import SHARED_DATA, needs_shared_data
-from synthetic import COCO_ENTRY, YOLO_ENTRY, write_registry
+from synthetic import YOLO_ENTRY, write_registry
 
 from mri.registry import DatasetError, load_registry
 

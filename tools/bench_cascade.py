@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 
 import mri.offline  # noqa: F401
 from mri import PROJECT_ROOT
+from mri.reporting import fmt, machine, utc_now
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -121,8 +119,7 @@ def main(args) -> int:
         figures = run_worker(args, "cascade", paths, cls_weights)
         rows.append({**classifier_facts(cls_weights), **figures,
                      "time_ratio": round(figures["seconds"] / detector["seconds"], 3)})
-    report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "machine": f"{platform.machine()}, {os.cpu_count()} cores" + (", no GPU" if args.device == "cpu" else f", {args.device}"),
+    report = {"date": utc_now(), "machine": machine(args.device),
               "torch": torch.__version__, "det_weights": args.det_weights, "n_images": len(paths), "batch": args.batch,
               "conf": args.conf, "detector_alone": detector, "cascade": rows}
     write_json(out / "bench_cascade.json", report)
@@ -130,10 +127,6 @@ def main(args) -> int:
     print(render(report))
     print(f"report in {out}")
     return 0
-
-
-def _fmt(value, digits=3) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"
 
 
 def render(report: dict) -> str:
@@ -151,7 +144,7 @@ def render(report: dict) -> str:
     ]
     for row in report["cascade"]:
         lines.append(f"| cascade, {row['arch']} | {row['input_size']} px | {row['images_per_s']} | {row['time_ratio']:.2f}x | "
-                     f"{row['peak_rss_mb']} | {_fmt(row.get('test_tumor_f1'))} | {_fmt(row.get('test_type_accuracy'))} |")
+                     f"{row['peak_rss_mb']} | {fmt(row.get('test_tumor_f1'))} | {fmt(row.get('test_type_accuracy'))} |")
     return "\n".join(lines) + "\n"
 
 

@@ -12,16 +12,14 @@ Trains the same model (yolov5n.yaml) on the same merged, leakage-free images twi
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import time
-from datetime import datetime, timezone
 
 import mri.offline  # noqa: F401
 from mri.files import new_run_dir, write_atomic, write_json, write_yaml
 from mri.offline import RUNS_DIR, disable_ultralytics_sync
 from mri.registry import load_registry
+from mri.reporting import machine, utc_now
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -88,8 +86,8 @@ def main(args) -> int:
     ours = run_one("ours", MRIDetectionTrainer, ours_overrides, out)
     plain = run_one("plain", None, common, out)
     report = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, no GPU" if args.device == "cpu" else args.device,
+        "date": utc_now(),
+        "machine": machine(args.device),
         "torch": torch.__version__,
         "setting": {"model": "yolov5n.yaml", "train_images": round(fraction * merged.counts["train"]),
                     "epochs": args.epochs, "imgsz": args.imgsz, "batch": args.batch, "device": args.device},

@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
-from datetime import datetime, timezone
 
 import mri.offline  # noqa: F401
 from mri.files import new_run_dir, write_atomic, write_json, write_yaml
 from mri.offline import RUNS_DIR
+from mri.reporting import fmt, machine, utc_now
 
 CONTENDERS = [
     ("baseline", "none", "small CNN (2 conv + dense), from scratch"),
@@ -65,18 +63,12 @@ def main(args) -> int:
                      "n_train_crops": metrics["n_crops"]["train"], "test": metrics["test"]})
     import torch
 
-    report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "machine": f"{platform.machine()}, {os.cpu_count()} cores" + (", no GPU" if args.device == "cpu" else f", {args.device}"),
-              "torch": torch.__version__, "setting": vars(args), "results": rows}
+    report = {"date": utc_now(), "machine": machine(args.device), "torch": torch.__version__, "setting": vars(args), "results": rows}
     write_json(out / "compare_classifiers.json", report)
     write_atomic(out / "compare_classifiers.md", render(report))
     print(render(report))
     print(f"report in {out}")
     return 0
-
-
-def _fmt(value) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
 
 
 def render(report: dict) -> str:
@@ -95,13 +87,13 @@ def render(report: dict) -> str:
     ]
     for row in report["results"]:
         o = row["test"]["overall"]
-        lines.append(f"| {row['label']} | {_fmt(o['tumor_f1'])} | {_fmt(o['tumor_precision'])} | {_fmt(o['tumor_recall'])} | "
-                     f"{_fmt(o['roc_auc'])} | {_fmt(o['type_accuracy'])} | {_fmt(o['type_macro_f1'])} | {row['train_seconds']:.0f} |")
+        lines.append(f"| {row['label']} | {fmt(o['tumor_f1'])} | {fmt(o['tumor_precision'])} | {fmt(o['tumor_recall'])} | "
+                     f"{fmt(o['roc_auc'])} | {fmt(o['type_accuracy'])} | {fmt(o['type_macro_f1'])} | {row['train_seconds']:.0f} |")
     lines += ["", "Tumor F1 per test dataset:", "", "| model | " + " | ".join(sorted(report["results"][0]["test"]["per_dataset"])) + " |",
               "|---|" + "---|" * len(report["results"][0]["test"]["per_dataset"])] if report["results"] else []
     for row in report["results"]:
         per = row["test"]["per_dataset"]
-        lines.append(f"| {row['label']} | " + " | ".join(_fmt(per[name]["tumor_f1"]) for name in sorted(per)) + " |")
+        lines.append(f"| {row['label']} | " + " | ".join(fmt(per[name]["tumor_f1"]) for name in sorted(per)) + " |")
     return "\n".join(lines) + "\n"
 
 

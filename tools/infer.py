@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import mri.offline  # noqa: F401  (offline environment before any heavy import)
 from mri import PROJECT_ROOT
