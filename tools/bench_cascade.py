@@ -20,7 +20,7 @@ from pathlib import Path
 
 import mri.offline  # noqa: F401
 from mri import PROJECT_ROOT
-from mri.reporting import fmt, machine, utc_now
+from mri.reporting import fmt, machine, output_folder, utc_now
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -31,6 +31,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--conf", type=float, default=0.25, help="detector confidence (the shipped setting)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", default=None, help="report folder (default: a new runs/bench/cascade)")
     parser.add_argument("--worker", choices=["detector", "cascade"], default=None, help=argparse.SUPPRESS)
     parser.add_argument("--worker-cls", default=None, help=argparse.SUPPRESS)
     return parser
@@ -107,11 +108,10 @@ def main(args) -> int:
         return 0
     import torch
 
-    from mri.files import new_run_dir, write_atomic, write_json, write_yaml
-    from mri.offline import RUNS_DIR
+    from mri.files import write_atomic, write_json, write_yaml
 
     paths = benchmark_paths(args.images)
-    out = new_run_dir(RUNS_DIR / "bench", "cascade")
+    out = output_folder(args.out, "cascade")
     write_yaml(out / "args.yaml", vars(args))
     detector = run_worker(args, "detector", paths)
     rows = []

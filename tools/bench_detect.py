@@ -16,10 +16,10 @@ import sys
 import time
 
 import mri.offline  # noqa: F401
-from mri.files import new_run_dir, write_atomic, write_json, write_yaml
-from mri.offline import RUNS_DIR, disable_ultralytics_sync
+from mri.files import write_atomic, write_json, write_yaml
+from mri.offline import disable_ultralytics_sync
 from mri.registry import load_registry
-from mri.reporting import machine, utc_now
+from mri.reporting import machine, output_folder, utc_now
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -29,6 +29,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--imgsz", type=int, default=320)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", default=None, help="report folder (default: a new runs/bench/detect)")
     parser.add_argument("--seed", type=int, default=0)
     return parser
 
@@ -75,7 +76,7 @@ def main(args) -> int:
     disable_ultralytics_sync()
     merged = merge_datasets(load_registry())
     fraction = min(1.0, args.images / max(merged.counts["train"], 1))
-    out = new_run_dir(RUNS_DIR / "bench", "detect")
+    out = output_folder(args.out, "detect")
     write_yaml(out / "args.yaml", vars(args))
     common = {"data": str(merged.data_yaml), "epochs": args.epochs, "imgsz": args.imgsz, "batch": args.batch,
               "seed": args.seed, "device": args.device, "fraction": fraction, "val": False, "plots": False,

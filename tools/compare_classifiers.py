@@ -16,9 +16,8 @@ import json
 import sys
 
 import mri.offline  # noqa: F401
-from mri.files import new_run_dir, write_atomic, write_json, write_yaml
-from mri.offline import RUNS_DIR
-from mri.reporting import fmt, machine, utc_now
+from mri.files import write_atomic, write_json, write_yaml
+from mri.reporting import fmt, machine, output_folder, utc_now
 
 CONTENDERS = [
     ("baseline", "none", "small CNN (2 conv + dense), from scratch"),
@@ -35,6 +34,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--max-train-crops", type=int, default=4000, help="0: all training crops")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", default=None, help="report folder (default: a new runs/bench/compare_classifiers)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", nargs="+", default=None, help="run only these architectures")
     return parser
@@ -43,7 +43,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 def main(args) -> int:
     from classify import train
 
-    out = new_run_dir(RUNS_DIR / "bench", "compare_classifiers")
+    out = output_folder(args.out, "compare_classifiers")
     write_yaml(out / "args.yaml", vars(args))
     rows = []
     for arch, pretrained, label in CONTENDERS:

@@ -73,9 +73,10 @@ def main(args) -> int:
     from cascade.pipeline import Cascade, WeightsError
     from cascade.report_md import evaluation_markdown
     from detect.evaluate import load_ground_truth
-    from mri.cli import resolve_path, seed_everything
-    from mri.files import new_run_dir, write_atomic, write_json, write_yaml
+    from mri.cli import seed_everything
+    from mri.files import write_atomic, write_json, write_yaml
     from mri.registry import DatasetError, load_registry
+    from mri.reporting import output_folder
 
     seed_everything(args.seed)
     try:
@@ -85,9 +86,7 @@ def main(args) -> int:
     except (WeightsError, DatasetError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    wanted = resolve_path(args.out)
-    out = wanted if not wanted.exists() or not any(wanted.iterdir()) else new_run_dir(wanted.parent, wanted.name)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(args.out, "evaluate")
     write_yaml(out / "args.yaml", vars(args))
     start = time.perf_counter()
     detector, cascaded, detector_positive, cascade_positive = run_both(cascade, records, args.batch, args.conf)
