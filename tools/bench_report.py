@@ -1,0 +1,122 @@
+"""Gather one release's measurements into benchmarks/REPORT.md (and copy the JSON beside it).
+
+    make bench                       # measures everything into runs/bench-<time>/ and calls this
+    python tools/bench_report.py --from runs/bench-20261127-0210 --compare runs/bench/compare_classifiers
+
+Reads, from the --from folder: eval/<dataset>/metrics.json (tools/evaluate.py on each test split),
+detect-val/metrics.json, classify-val/metrics.json, bench-detect/bench_detect.json and
+bench-cascade/bench_cascade.json; and compare_classifiers.json from --compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from mri import PROJECT_ROOT
+from mri.cli import resolve_path
+from mri.files import write_atomic
+from mri.reporting import fmt, machine, utc_now
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--from", dest="source", required=True, help="the folder make bench measured into")
+    parser.add_argument("--compare", default=None, help="folder of tools/compare_classifiers.py's report")
+    parser.add_argument("--out", default=str(PROJECT_ROOT / "benchmarks"))
+    return parser
+
+
+def _read(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def detection_section(evaluations: dict) -> list[str]:
+    lines = ["## Detection and cascade quality (leakage-free test splits)", "",
+             "`python tools/evaluate.py --data <dataset> --split test` with the shipped weights. FP/image at 0.90 "
+             "sensitivity: lower is better; n/a where 0.90 sensitivity is never reached.", "",
+             "| test split | images | mAP50 detector | mAP50 cascade | mAP50-95 detector | mAP50-95 cascade | "
+             "sens@1FP detector | sens@1FP cascade | FP/img@0.90 detector | FP/img@0.90 cascade | type accuracy | image F1 detector | image F1 cascade |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, m in evaluations.items():
+        d, c = m["detector"], m["cascade"]
+        lines.append(f"| {name} | {m['n_images']} | {fmt(d['map50'])} | {fmt(c['map50'])} | {fmt(d['map50_95'])} | "
+                     f"{fmt(c['map50_95'])} | {fmt(d['sens_at_fp']['1'])} | {fmt(c['sens_at_fp']['1'])} | "
+                     f"{fmt(d['fp_per_image_at_sens90'])} | {fmt(c['fp_per_image_at_sens90'])} | {fmt(c['type_accuracy'])} | "
+                     f"{fmt(d['image_f1'])} | {fmt(c['image_f1'])} |")
+    return lines
+
+
+def main(args) -> int:
+    source = resolve_path(args.source)
+    out = resolve_path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    evaluations = {p.parent.name: _read(p) for p in sorted((source / "eval").glob("*/metrics.json"))}
+    detect_val = _read(source / "detect-val" / "metrics.json")
+    classify_val = _read(source / "classify-val" / "metrics.json")
+    bench_detect = _read(source / "bench-detect" / "bench_detect.json")
+    bench_cascade = _read(source / "bench-cascade" / "bench_cascade.json")
+    compare_dir = resolve_path(args.compare) if args.compare else None
+    compare_md = (compare_dir / "compare_classifiers.md") if compare_dir else None
+
+    lines = ["# Benchmark report", "", f"Generated {utc_now()} on {machine()} from `{source.relative_to(PROJECT_ROOT) if source.is_relative_to(PROJECT_ROOT) else source}` "
+             "by `python tools/bench_report.py` (see `make bench`). Every number below was measured by the command named "
+             "with it; the JSON files beside this report hold them all.", ""]
+    if evaluations:
+        lines += detection_section(evaluations) + [""]
+    if detect_val:
+        o = detect_val["overall"]
+        lines += ["## Detector alone, all test splits together (`python -m detect.val`)", "",
+                  f"COCO mAP50 {fmt(o['coco']['map50'])}, mAP50-95 {fmt(o['coco']['map50_95'])} (ultralytics' own "
+                  f"computation on the same predictions: {fmt(o['ultralytics']['map50'])} / {fmt(o['ultralytics']['map50_95'])}); "
+                  f"precision {fmt(o['precision'])} and recall {fmt(o['recall'])} at confidence {o['conf']}.", "",
+                  "| FP/image | " + " | ".join(o["sens_at_fp"]) + " |", "|---|" + "---|" * len(o["sens_at_fp"]),
+                  "| sensitivity | " + " | ".join(fmt(v) for v in o["sens_at_fp"].values()) + " |", ""]
+    if classify_val:
+        o = classify_val["overall"]
+        lines += ["## Classifier on test crops (`python -m classify.val --weights weights/classifier.pt`)", "",
+                  f"Tumor-vs-not F1 {fmt(o['tumor_f1'])} (precision {fmt(o['tumor_precision'])}, recall {fmt(o['tumor_recall'])}, "
+                  f"ROC-AUC {fmt(o['roc_auc'])}) at the max-F1 threshold; type accuracy {fmt(o['type_accuracy'])}, "
+                  f"type macro-F1 {fmt(o['type_macro_f1'])}; {classify_val['n_crops']} crops.", "",
+                  "| dataset | crops | tumor F1 | type accuracy |", "|---|---|---|---|"]
+        lines += [f"| {k} | {v['n']} | {fmt(v['tumor_f1'])} | {fmt(v['type_accuracy'])} |" for k, v in classify_val["per_dataset"].items()]
+        lines += [""]
+    if compare_md and compare_md.is_file():
+        body = compare_md.read_text().split("\n", 2)[2]
+        lines += ["## Classifier comparison (`python tools/compare_classifiers.py`)", "", body.strip(), ""]
+    if bench_detect:
+        lines += ["## Training throughput (`python tools/bench_detect.py`)", "",
+                  f"Ours {bench_detect['ours']['images_per_s']} images/s vs plain ultralytics "
+                  f"{bench_detect['plain_ultralytics']['images_per_s']} images/s: **{bench_detect['speedup']}x** "
+                  f"({bench_detect['date']}, {bench_detect['machine']}).", ""]
+    if bench_cascade:
+        lines += ["## Inference throughput (`python tools/bench_cascade.py`)", "", *bench_cascade_lines(bench_cascade), ""]
+    write_atomic(out / "REPORT.md", "\n".join(lines))
+    for path in [*(source / "eval").glob("*/metrics.json")]:
+        shutil.copyfile(path, out / f"eval_{path.parent.name}.json")
+    for name, path in {"detect_val.json": source / "detect-val" / "metrics.json",
+                       "classify_val.json": source / "classify-val" / "metrics.json",
+                       "bench_detect.json": source / "bench-detect" / "bench_detect.json",
+                       "bench_cascade.json": source / "bench-cascade" / "bench_cascade.json"}.items():
+        if path.is_file():
+            shutil.copyfile(path, out / name)
+    if compare_dir and (compare_dir / "compare_classifiers.json").is_file():
+        shutil.copyfile(compare_dir / "compare_classifiers.json", out / "compare_classifiers.json")
+    print(f"report written to {out / 'REPORT.md'}")
+    return 0
+
+
+def bench_cascade_lines(report: dict) -> list[str]:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_cascade", PROJECT_ROOT / "tools" / "bench_cascade.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.render(report).split("\n")[2:]
+
+
+if __name__ == "__main__":
+    sys.exit(main(get_args_parser().parse_args()))
