@@ -23,6 +23,13 @@ def _write_image(path: Path, image) -> None:
     write_atomic(path, encoded.tobytes())
 
 
+def source_name(source: str) -> str:
+    """A run-folder name for a source: its last path part before any glob characters."""
+    parts = [p for p in Path(str(source)).parts if not any(ch in p for ch in "*?[")]
+    name = parts[-1] if parts else "scans"
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name) or "scans"
+
+
 class InferenceWriter:
     def __init__(self, out: Path, args, cascade):
         self.out, self.args, self.cascade = out, args, cascade
@@ -35,7 +42,7 @@ class InferenceWriter:
             wanted = resolve_path(args.out)
             out = new_run_dir(wanted.parent, wanted.name)
         else:
-            out = new_run_dir(RUNS_DIR / "infer", Path(str(args.source).rstrip("/*")).name or "scans")
+            out = new_run_dir(RUNS_DIR / "infer", source_name(args.source))
         (out / "images").mkdir()
         write_yaml(out / "args.yaml", vars(args))
         return cls(out, args, cascade)
