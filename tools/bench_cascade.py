@@ -20,6 +20,7 @@ from pathlib import Path
 
 import mri.offline  # noqa: F401
 from mri import PROJECT_ROOT
+from mri.cli import resolve_path
 from mri.reporting import fmt, machine, output_folder, utc_now
 
 
@@ -95,7 +96,9 @@ def classifier_facts(path: str) -> dict:
 
     checkpoint = load_checkpoint(path)
     facts = {"weights": path, "arch": checkpoint["arch"], "input_size": checkpoint["input_size"]}
+    origin = Path(checkpoint.get("source", path))  # shipped weights remember the run they came from
     metrics_file = Path(path).with_name("metrics.json")
+    metrics_file = metrics_file if metrics_file.is_file() else resolve_path(origin).with_name("metrics.json")
     if metrics_file.is_file():
         test = json.loads(metrics_file.read_text())["test"]["overall"]
         facts.update(test_tumor_f1=test["tumor_f1"], test_type_accuracy=test["type_accuracy"])

@@ -24,4 +24,6 @@ $PY tools/compare_classifiers.py --input-size 64 --epochs 3 --max-train-crops 40
 $PY tools/export_weights.py --detector runs/detect/yolov5n-320/weights/best.pt --classifier runs/classify/lite0-96-hn/best.pt
 
 # 6. Measure the release into runs/bench-<time>/ and write benchmarks/REPORT.md.
-make bench COMPARE_DIR=runs/bench/compare_classifiers
+#    The cascade benchmark also times the 64 px Lite0 of step 4, to show what the input size costs.
+make bench COMPARE_DIR=runs/bench/compare_classifiers \
+    BENCH_CLS="weights/classifier.pt runs/bench/compare_classifiers/tf_efficientnet_lite0/best.pt"
