@@ -32,6 +32,7 @@ bench: setup
 	for d in rf_mri4 br35h rsna_axial; do $(PY) tools/evaluate.py --data $$d --split test --out $(BENCH_DIR)/eval/$$d || exit 1; done
 	$(PY) -m detect.val --weights weights/detector.pt --out $(BENCH_DIR)/detect-val
 	$(PY) -m classify.val --weights weights/classifier.pt --out $(BENCH_DIR)/classify-val
+	$(PY) tools/bench_audit.py --out $(BENCH_DIR)/bench-audit
 	$(PY) tools/bench_detect.py --out $(BENCH_DIR)/bench-detect
 	$(PY) tools/bench_cascade.py --cls-weights $(BENCH_CLS) --out $(BENCH_DIR)/bench-cascade
 	$(PY) tools/bench_report.py --from $(BENCH_DIR) --compare $(COMPARE_DIR)

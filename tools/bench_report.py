@@ -87,6 +87,11 @@ def main(args) -> int:
     if compare_md and compare_md.is_file():
         body = compare_md.read_text().split("\n", 2)[2]
         lines += ["## Classifier comparison (`python tools/compare_classifiers.py`)", "", body.strip(), ""]
+    bench_audit = _read(source / "bench-audit" / "bench_audit.json")
+    if bench_audit:
+        lines += ["## Duplicate and leakage audit (`python tools/bench_audit.py`)", "",
+                  f"{bench_audit['n_images']} images in {bench_audit['median_seconds']['total_s']} s "
+                  f"(median of {bench_audit['repeats']} runs; target: under 120 s).", ""]
     if bench_detect:
         lines += ["## Training throughput (`python tools/bench_detect.py`)", "",
                   f"Ours {bench_detect['ours']['images_per_s']} images/s vs plain ultralytics "
@@ -100,6 +105,7 @@ def main(args) -> int:
     for name, path in {"detect_val.json": source / "detect-val" / "metrics.json",
                        "classify_val.json": source / "classify-val" / "metrics.json",
                        "bench_detect.json": source / "bench-detect" / "bench_detect.json",
+                       "bench_audit.json": source / "bench-audit" / "bench_audit.json",
                        "bench_cascade.json": source / "bench-cascade" / "bench_cascade.json"}.items():
         if path.is_file():
             shutil.copyfile(path, out / name)
