@@ -30,10 +30,22 @@ def image_f1(truth: list[bool], predicted: list[bool]) -> float:
     return 2 * tp / denominator if denominator else 1.0
 
 
-def figures(results: list[ImageResult], positive: list[bool], types: list[str], typed: bool) -> dict:
+def operating_point(results: list[ImageResult]) -> dict:
+    """Sensitivity and false positives per image of the boxes a system actually outputs."""
+    found = false = 0
+    for result in results:
+        is_tp, _ = match_greedy(result)
+        found += int(is_tp.sum())
+        false += int((~is_tp).sum())
+    total = sum(len(r.gt_boxes) for r in results)
+    return {"sensitivity": found / total if total else None, "fp_per_image": false / max(len(results), 1)}
+
+
+def figures(results: list[ImageResult], operating: list[ImageResult], types: list[str], typed: bool) -> dict:
     """The contract of metrics.json for one system (detector or cascade) on one set of images.
 
-    ``positive``: whether the system calls each image tumor-bearing at its operating point.
+    ``results``: every box with its ranking score (for mAP and the FROC figures); ``operating``: the boxes
+    the system outputs at its shipped settings (for image F1, type accuracy and the operating point).
     """
     curve = froc(results, SENS_RATES)["sens_at_fp"]
     agnostic = coco_map(results)
@@ -47,19 +59,20 @@ def figures(results: list[ImageResult], positive: list[bool], types: list[str], 
         "typed_map50": typed_map,
         "sens_at_fp": curve,
         "fp_per_image_at_sens90": fp_per_image_at_sensitivity(results, 0.9),
-        "type_accuracy": type_accuracy(results, types) if typed else None,
-        "image_f1": image_f1([len(r.gt_boxes) > 0 for r in results], positive),
+        "type_accuracy": type_accuracy(operating, types) if typed else None,
+        "image_f1": image_f1([len(r.gt_boxes) > 0 for r in operating], [len(r.pred_boxes) > 0 for r in operating]),
+        "operating_point": operating_point(operating),
         "n_images": len(results),
     }
 
 
-def compare(detector: list[ImageResult], cascade: list[ImageResult], detector_positive, cascade_positive,
-            types: list[str], detector_typed: bool = False) -> dict:
-    """Detector and cascade figures, overall and per source dataset."""
+def compare(detector: list[ImageResult], cascade: list[ImageResult], detector_shown: list[ImageResult],
+            cascade_shown: list[ImageResult], types: list[str], detector_typed: bool = False) -> dict:
+    """Detector and cascade figures, overall and per source dataset (``*_shown``: operating-point boxes)."""
     def both(indices):
         pick = lambda items: [items[i] for i in indices]  # noqa: E731
-        return {"detector": figures(pick(detector), pick(detector_positive), types, detector_typed),
-                "cascade": figures(pick(cascade), pick(cascade_positive), types, True)}
+        return {"detector": figures(pick(detector), pick(detector_shown), types, detector_typed),
+                "cascade": figures(pick(cascade), pick(cascade_shown), types, True)}
 
     everything = both(range(len(detector)))
     per_dataset = {}

@@ -76,11 +76,14 @@ def test_cascade_that_drops_false_positives_scores_better():
     gt = [[10, 10, 40, 40]]
     false_positive = [60, 60, 90, 90]
     detector = [_result(gt, ["glioma"], [gt[0], false_positive], [0.6, 0.9], ["tumor", "tumor"]) for _ in range(4)]
-    cascade = [_result(gt, ["glioma"], [gt[0]], [0.6], ["glioma"]) for _ in range(4)]
-    metrics = compare(detector, cascade, [True] * 4, [True] * 4, ["glioma", "meningioma", "pituitary"])
+    cascade = [_result(gt, ["glioma"], [gt[0], false_positive], [0.6, 0.1], ["glioma", "glioma"]) for _ in range(4)]
+    shown = [_result(gt, ["glioma"], [gt[0]], [0.6], ["glioma"]) for _ in range(4)]
+    metrics = compare(detector, cascade, detector, shown, ["glioma", "meningioma", "pituitary"])
     assert metrics["detector"]["fp_per_image_at_sens90"] == 1.0 and metrics["cascade"]["fp_per_image_at_sens90"] == 0.0
     assert metrics["cascade"]["map50"] > metrics["detector"]["map50"]
     assert metrics["cascade"]["type_accuracy"] == 1.0 and metrics["cascade"]["typed_map50"] == pytest.approx(1.0)
+    assert metrics["cascade"]["operating_point"] == {"sensitivity": 1.0, "fp_per_image": 0.0}
+    assert metrics["detector"]["operating_point"] == {"sensitivity": 1.0, "fp_per_image": 1.0}
 
 
 def test_type_accuracy_and_image_f1():

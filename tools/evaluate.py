@@ -40,15 +40,18 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def run_both(cascade, records, batch: int, conf: float):
-    """Detector-only and cascade ImageResults for every record, from one detector pass."""
-    import numpy as np
+    """Detector-only and cascade ImageResults for every record, from one detector pass.
+
+    Curves (mAP, FROC) rank every box: the detector by its score, the cascade by the geometric mean of
+    detector score and classifier P(tumor). The operating point is what each outputs at its shipped
+    settings: detector boxes at ``conf``; cascade boxes at ``conf`` that the classifier keeps.
+    """
     from tqdm import tqdm
 
     from detect.evaluate import gt_in_pixels
-    from mri.metrics import ImageResult
     from mri.scan_io import read_scan
 
-    detector, cascaded, detector_positive, cascade_positive = [], [], [], []
+    detector, cascaded, detector_shown, cascade_shown = [], [], [], []
     for start in tqdm(range(0, len(records), batch), desc="evaluate", unit="batch"):
         chunk = records[start : start + batch]
         images = [read_scan(r.path)[0].image for r in chunk]
@@ -56,16 +59,22 @@ def run_both(cascade, records, batch: int, conf: float):
             height, width = image.shape[:2]
             common = dict(key=record.key, dataset=record.dataset, width=width, height=height,
                           gt_boxes=gt_in_pixels(record, width, height), gt_classes=list(record.classes))
-            boxes = np.array([d.box for d in detections], np.float32).reshape(-1, 4)
-            detector.append(ImageResult(**common, pred_boxes=boxes, pred_scores=np.array([d.det_score for d in detections], np.float32),
-                                        pred_classes=["tumor"] * len(detections)))
-            kept = [d for d in detections if d.kept]
-            cascaded.append(ImageResult(**common, pred_boxes=np.array([d.box for d in kept], np.float32).reshape(-1, 4),
-                                        pred_scores=np.array([d.score for d in kept], np.float32),
-                                        pred_classes=[d.type for d in kept]))
-            detector_positive.append(any(d.det_score >= conf for d in detections))
-            cascade_positive.append(any(d.det_score >= conf for d in kept))
-    return detector, cascaded, detector_positive, cascade_positive
+            shown = [d for d in detections if d.det_score >= conf]
+            detector.append(as_result(common, detections, lambda d: d.det_score, typed=False))
+            cascaded.append(as_result(common, detections, lambda d: d.score, typed=True))
+            detector_shown.append(as_result(common, shown, lambda d: d.det_score, typed=False))
+            cascade_shown.append(as_result(common, [d for d in shown if d.kept], lambda d: d.score, typed=True))
+    return detector, cascaded, detector_shown, cascade_shown
+
+
+def as_result(common: dict, detections, score, typed: bool):
+    import numpy as np
+
+    from mri.metrics import ImageResult
+
+    return ImageResult(**common, pred_boxes=np.array([d.box for d in detections], np.float32).reshape(-1, 4),
+                       pred_scores=np.array([score(d) for d in detections], np.float32),
+                       pred_classes=[d.type if typed else "tumor" for d in detections])
 
 
 def main(args) -> int:
@@ -89,8 +98,7 @@ def main(args) -> int:
     out = output_folder(args.out, "evaluate")
     write_yaml(out / "args.yaml", vars(args))
     start = time.perf_counter()
-    detector, cascaded, detector_positive, cascade_positive = run_both(cascade, records, args.batch, args.conf)
-    metrics = compare(detector, cascaded, detector_positive, cascade_positive, cascade.types)
+    metrics = compare(*run_both(cascade, records, args.batch, args.conf), cascade.types)
     metrics.update(n_images=len(records), seconds=round(time.perf_counter() - start, 2), data=args.data, split=args.split,
                    settings={"det_weights": str(args.det_weights), "cls_weights": str(args.cls_weights),
                              "imgsz": cascade.imgsz, "cls_threshold": cascade.threshold, "det_conf": args.conf})
