@@ -136,10 +136,10 @@ def test_app_shows_the_dataset_in_headless_chromium(reviewed, tmp_path):
             time.sleep(1)
         flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--no-first-run", "--disable-sync", "--disable-quic", f"--user-data-dir={tmp_path / 'chromium'}",
-                 "--virtual-time-budget=20000", "--window-size=1400,900"]
+                 "--virtual-time-budget=30000", "--window-size=1400,900"]
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         screenshot, dom = ARTIFACTS / "app.png", ""
-        for _ in range(6):  # the first page loads also warm the server up; a busy machine needs a few
+        for _ in range(10):  # the first page loads also warm the server up; a busy machine needs a few
             dom = subprocess.run([browser, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
             subprocess.run([browser, *flags, f"--screenshot={screenshot}", url], capture_output=True, timeout=120)
             # a page still loading is a small, nearly uniform picture; the sample grid is not
