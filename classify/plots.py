@@ -21,7 +21,10 @@ def plot_history(history: list[dict], path: Path) -> Path:
     ax_f1.plot(epochs, [h["train"].get("tumor_f1") for h in history], "o-", label="train")
     ax_f1.plot(epochs, [h["val"]["tumor_f1"] for h in history], "o-", label="validation")
     ax_f1.set(xlabel="epoch", ylabel="tumor-vs-not F1", title="F1", ylim=(0, 1.01))
+    from matplotlib.ticker import MaxNLocator
+
     for ax in (ax_loss, ax_f1):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
