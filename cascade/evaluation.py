@@ -52,7 +52,8 @@ def figures(results: list[ImageResult], operating: list[ImageResult], types: lis
     typed_map = None
     if typed:
         typed_images = [r for r in results if all(c in types for c in r.gt_classes)]
-        typed_map = coco_map(typed_images, typed=True, classes=types)["map50"] if typed_images else None
+        has_typed_boxes = any(len(r.gt_classes) for r in typed_images)  # a source that only says "tumor" has none
+        typed_map = coco_map(typed_images, typed=True, classes=types)["map50"] if has_typed_boxes else None
     return {
         "map50": agnostic["map50"],
         "map50_95": agnostic["map50_95"],

@@ -13,15 +13,23 @@ SAVED_VIEWS = {
 }
 
 
-def _refresh_agnostic_truth(dataset) -> None:
-    """``gt_tumor``: the current ground truth with every box called "tumor", for class-agnostic scoring."""
+def _refresh_agnostic_fields(dataset) -> None:
+    """``gt_tumor`` and ``cascade_tumor``: ground truth and cascade boxes with every label "tumor".
+
+    fiftyone counts a match between different labels as a mistake even with ``classwise=False``, so
+    class-agnostic scoring needs one label on both sides (the cascade's boxes keep their scores and ``kept``).
+    """
     import fiftyone as fo
 
-    for sample in dataset.select_fields("ground_truth"):
-        boxes = sample.ground_truth.detections if sample.ground_truth else []
+    for sample in dataset.select_fields(["ground_truth", "cascade"]):
+        truth = sample.ground_truth.detections if sample.ground_truth else []
+        cascade = sample.cascade.detections if sample.cascade else []
         full = dataset[sample.id]
         full["gt_tumor"] = fo.Detections(detections=[
-            fo.Detection(label="tumor", bounding_box=list(d.bounding_box)) for d in boxes])
+            fo.Detection(label="tumor", bounding_box=list(d.bounding_box)) for d in truth])
+        full["cascade_tumor"] = fo.Detections(detections=[
+            fo.Detection(label="tumor", bounding_box=list(d.bounding_box), confidence=d.confidence, kept=d["kept"],
+                         type=d.label) for d in cascade])
         full.save()
 
 
@@ -30,13 +38,13 @@ def evaluate(dataset) -> dict:
     import fiftyone.brain as fob
     from fiftyone import ViewField as F
 
-    _refresh_agnostic_truth(dataset)
+    _refresh_agnostic_fields(dataset)
     detector = dataset.evaluate_detections("detector", gt_field="gt_tumor", eval_key="eval_det", compute_mAP=True,
                                            progress=False)
-    kept = dataset.filter_labels("cascade", F("kept") == True, only_matches=False)  # noqa: E712
-    cascade = kept.evaluate_detections("cascade", gt_field="gt_tumor", eval_key="eval_cascade", classwise=False,
+    kept = dataset.filter_labels("cascade_tumor", F("kept") == True, only_matches=False)  # noqa: E712
+    cascade = kept.evaluate_detections("cascade_tumor", gt_field="gt_tumor", eval_key="eval_cascade",
                                        compute_mAP=True, progress=False)
-    dataset.evaluate_detections("cascade", gt_field="gt_tumor", eval_key="eval_all", classwise=False, progress=False)
+    dataset.evaluate_detections("cascade_tumor", gt_field="gt_tumor", eval_key="eval_all", progress=False)
     fob.compute_mistakenness(dataset, "detector", label_field="gt_tumor")
     fob.compute_hardness(dataset, "tumor_verdict")
     save_views(dataset)
@@ -56,8 +64,8 @@ def save_views(dataset) -> list[str]:
         "false-positives-by-confidence": dataset.filter_labels("detector", F("eval_det") == "fp")
         .sort_by(F("detector.detections.confidence").max(), reverse=True),
         "missed-tumors": dataset.filter_labels("gt_tumor", F("eval_det") == "fn"),
-        "rejected-but-real": dataset.filter_labels("cascade", (F("kept") == False) & (F("eval_all") == "tp")),  # noqa: E712
-        "kept-but-wrong": dataset.filter_labels("cascade", (F("kept") == True) & (F("eval_all") == "fp")),  # noqa: E712
+        "rejected-but-real": dataset.filter_labels("cascade_tumor", (F("kept") == False) & (F("eval_all") == "tp")),  # noqa: E712
+        "kept-but-wrong": dataset.filter_labels("cascade_tumor", (F("kept") == True) & (F("eval_all") == "fp")),  # noqa: E712
         "suspect-labels": dataset.match((F("mistakenness") > 0.5) | (F("possible_missing") > 0))
         .sort_by("mistakenness", reverse=True),
         "hardest-samples": dataset.sort_by("hardness", reverse=True).limit(200),

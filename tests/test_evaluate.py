@@ -92,3 +92,10 @@ def test_type_accuracy_and_image_f1():
                _result([[0, 0, 10, 10]], ["tumor"], [[0, 0, 10, 10]], [0.9], ["glioma"])]
     assert type_accuracy(results, ["glioma", "meningioma", "pituitary"]) == 0.5
     assert image_f1([True, True, False, False], [True, False, True, False]) == 0.5
+
+
+def test_typed_map_is_undefined_for_a_source_without_types():
+    untyped = [_result([[10, 10, 40, 40]], ["tumor"], [[10, 10, 40, 40]], [0.9], ["glioma"]),
+               _result([], [], [[50, 50, 60, 60]], [0.4], ["glioma"])]
+    metrics = compare(untyped, untyped, untyped, untyped, ["glioma", "meningioma", "pituitary"])
+    assert metrics["cascade"]["typed_map50"] is None and metrics["cascade"]["type_accuracy"] is None

@@ -57,6 +57,29 @@ def test_predictions_and_evaluation_fields(reviewed):
     assert "eval_det" in dataset.list_evaluations() and "eval_cascade" in dataset.list_evaluations()
 
 
+def test_cascade_boxes_on_real_tumors_count_as_found(reviewed):
+    """Cascade labels are types and truth may say only "tumor": scoring must still be class-agnostic."""
+    import fiftyone as fo
+
+    from curation.mistakes import evaluate
+
+    dataset, _ = reviewed
+    scratch = dataset.clone("test-review-perfect")
+    try:
+        for sample in scratch:
+            truth = sample.ground_truth.detections if sample.ground_truth else []
+            sample["cascade"] = fo.Detections(detections=[
+                fo.Detection(label="glioma", bounding_box=list(d.bounding_box), confidence=0.9, det_score=0.9,
+                             tumor_prob=0.9, kept=True) for d in truth])
+            sample.save()
+        summary = evaluate(scratch)
+        n_boxes = sum(len(s.ground_truth.detections) for s in scratch if s.ground_truth)
+        assert summary["cascade_report"] == {"tp": n_boxes, "fp": 0, "fn": 0}
+        assert summary["cascade_map"] == pytest.approx(1.0)
+    finally:
+        scratch.delete()
+
+
 def test_saved_views_open(reviewed):
     dataset, _ = reviewed
     from curation.mistakes import SAVED_VIEWS
