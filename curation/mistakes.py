@@ -39,6 +39,9 @@ def evaluate(dataset) -> dict:
     from fiftyone import ViewField as F
 
     _refresh_agnostic_fields(dataset)
+    for key in ("eval_det", "eval_cascade", "eval_all"):  # re-evaluating replaces earlier results
+        if key in dataset.list_evaluations():
+            dataset.delete_evaluation(key)
     detector = dataset.evaluate_detections("detector", gt_field="gt_tumor", eval_key="eval_det", compute_mAP=True,
                                            progress=False)
     kept = dataset.filter_labels("cascade_tumor", F("kept") == True, only_matches=False)  # noqa: E712
