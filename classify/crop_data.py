@@ -28,7 +28,7 @@ from mri.metrics import box_iou
 from mri.offline import RUNS_DIR
 from mri.registry import LabeledImage, Registry
 from mri.scan_io import ScanReadError, read_scan
-from mri.splits import apply_assignment, default_assignment_path, load_assignment
+from mri.splits import registry_records
 
 CACHE_VERSION = 1
 KINDS = ("box", "jitter", "negative_scan", "away_from_tumor", "hard")
@@ -155,10 +155,7 @@ def build_split(records: list[LabeledImage], registry: Registry, rule: CropRule,
 
 
 def split_records(registry: Registry, names: list[str] | None, leakage_free: bool = True) -> dict[str, list[LabeledImage]]:
-    records = registry.images(names)
-    assignment = default_assignment_path(registry)
-    if leakage_free and assignment is not None and assignment.is_file():
-        records, _ = apply_assignment(records, load_assignment(assignment))
+    records, _ = registry_records(registry, names, leakage_free)
     return {split: [r for r in records if r.split == split] for split in ("train", "val", "test")}
 
 

@@ -14,12 +14,9 @@ def _detection(fo, box_xyxy_normalised, label: str, **attributes):
 
 def duplicate_groups(records: list[LabeledImage], registry: Registry) -> tuple[dict, set]:
     """Audit group of each record key, and the groups that cross splits."""
-    from mri.audit import find_duplicates
+    from mri.audit import find_duplicates_by_rules
 
-    groups, _, _, _ = find_duplicates(
-        records, int(registry.split_rules.get("duplicate_hash_distance", 12)),
-        float(registry.split_rules.get("duplicate_min_correlation", 0.93)),
-        float(registry.split_rules.get("duplicate_min_edge_correlation", 0.70)))
+    groups, _, _, _ = find_duplicates_by_rules(records, registry.split_rules)
     group_of, crossing = {}, set()
     for number, group in enumerate(groups):
         for index in group:

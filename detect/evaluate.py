@@ -10,7 +10,7 @@ import numpy as np
 
 from mri.metrics import ImageResult, detection_metrics, froc
 from mri.registry import DatasetError, LabeledImage, Registry, dataset_from_path, read_dataset
-from mri.splits import apply_assignment, default_assignment_path, load_assignment
+from mri.splits import registry_records
 
 
 def load_ground_truth(data: list[str], split: str, registry: Registry, leakage_free: bool = True) -> list[LabeledImage]:
@@ -21,10 +21,7 @@ def load_ground_truth(data: list[str], split: str, registry: Registry, leakage_f
     if len(data) == 1 and Path(data[0]).suffix in (".yaml", ".yml", ".json"):
         spec = dataset_from_path(data[0], registry, split)
         return read_dataset(spec, registry, split)
-    records = registry.images(data)
-    assignment = default_assignment_path(registry)
-    if leakage_free and assignment is not None and assignment.is_file():
-        records, _ = apply_assignment(records, load_assignment(assignment))
+    records, _ = registry_records(registry, data, leakage_free)
     chosen = [r for r in records if r.split == split]
     if not chosen:
         raise DatasetError([f"no images in split '{split}' of {', '.join(data)}"])

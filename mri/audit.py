@@ -170,15 +170,20 @@ def patients_across_splits(records: list[LabeledImage]) -> list[dict]:
     ]
 
 
-def audit(records: list[LabeledImage], split_rules: dict) -> tuple[dict, list[dict]]:
-    """Run the whole audit; return the report (for audit.json) and the leakage-free split rows."""
-    start = time.perf_counter()
-    groups, unreadable, timings, stats = find_duplicates(
+def find_duplicates_by_rules(records: list[LabeledImage], split_rules: dict):
+    """``find_duplicates`` with the thresholds of the registry's ``split_rules``."""
+    return find_duplicates(
         records,
         max_distance=int(split_rules.get("duplicate_hash_distance", 12)),
         min_correlation=float(split_rules.get("duplicate_min_correlation", 0.93)),
         min_edge_correlation=float(split_rules.get("duplicate_min_edge_correlation", 0.70)),
     )
+
+
+def audit(records: list[LabeledImage], split_rules: dict) -> tuple[dict, list[dict]]:
+    """Run the whole audit; return the report (for audit.json) and the leakage-free split rows."""
+    start = time.perf_counter()
+    groups, unreadable, timings, stats = find_duplicates_by_rules(records, split_rules)
     member = lambda i: {"dataset": records[i].dataset, "split": records[i].split, "path": str(records[i].path)}  # noqa: E731
     duplicate_groups = []
     for number, group in enumerate(groups):

@@ -19,7 +19,7 @@ from pathlib import Path
 from mri.files import write_csv, write_yaml
 from mri.offline import RUNS_DIR
 from mri.registry import LabeledImage, Registry
-from mri.splits import apply_assignment, default_assignment_path, load_assignment
+from mri.splits import default_assignment_path, registry_records
 
 MERGE_VERSION = 1  # bump when the layout written here changes
 SOURCE_FIELDS = ["image", "split", "dataset", "source_split", "source_path", "patient", "boxes"]
@@ -47,11 +47,8 @@ def merge_datasets(
     ``typed=False`` writes every box as one class, ``tumor`` (class-agnostic detection); ``typed=True``
     writes the project's tumor types and leaves out images whose boxes carry no type.
     """
-    records = registry.images(names)
+    records, unlisted = registry_records(registry, names, leakage_free)
     assignment_path = default_assignment_path(registry) if leakage_free else None
-    unlisted = 0
-    if assignment_path is not None and assignment_path.is_file():
-        records, unlisted = apply_assignment(records, load_assignment(assignment_path))
     if typed:
         records = [r for r in records if all(c in registry.classes for c in r.classes)]
     class_names = list(registry.classes) if typed else [registry.untyped]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
 from pathlib import Path
 
 from mri.registry import LabeledImage, Registry
@@ -35,6 +36,17 @@ def apply_assignment(records: list[LabeledImage], assignment: dict) -> tuple[lis
 
 
 def _with_split(record: LabeledImage, split: str) -> LabeledImage:
-    from dataclasses import replace
-
     return replace(record, split=split, source_split=record.source_split)
+
+
+def registry_records(registry: Registry, names: list[str] | None = None,
+                     leakage_free: bool = True) -> tuple[list[LabeledImage], int]:
+    """The chosen datasets' records with the leakage-free split applied (when asked and written).
+
+    Returns the records and how many the assignment did not list (they keep their source split).
+    """
+    records = registry.images(names)
+    assignment = default_assignment_path(registry) if leakage_free else None
+    if assignment is None or not assignment.is_file():
+        return records, 0
+    return apply_assignment(records, load_assignment(assignment))
