@@ -77,7 +77,7 @@ def train_overrides(args, data_yaml: Path, preset: dict, project: Path) -> dict:
         "single_cls": not args.typed,
         "patience": args.patience,
         "plots": True,
-        "val": True,
+        "val": getattr(args, "val", True),
         "verbose": True,
         "amp": args.device not in ("cpu", "") and not str(args.device).startswith("cpu"),
     }

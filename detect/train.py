@@ -31,6 +31,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     data.add_argument("--typed", action="store_true", help="train on glioma/meningioma/pituitary instead of one 'tumor' class")
     data.add_argument("--no-leakage-free", dest="leakage_free", action="store_false",
                       help="use the sources' own splits instead of the audit's leakage-free assignment")
+    data.add_argument("--hold-out", nargs="+", default=None, metavar="DATASET",
+                      help="keep these datasets unseen (with every image the audit links to them), to score "
+                           "generalisation to a new source on them afterwards")
     data.add_argument("--fraction", type=float, default=1.0, help="train on this fraction of the training images")
     model = parser.add_argument_group("model")
     model.add_argument("--model", default="yolov5n", help="yolov5n, yolov5s, yolov5m, a model .yaml, or a local .pt to fine-tune")
@@ -42,6 +45,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                      help="train for this long instead: the epoch count and schedule adapt after each epoch")
     run.add_argument("--batch", type=int, default=16, help="total batch size (split across GPUs under DDP)")
     run.add_argument("--patience", type=int, default=20, help="stop after this many epochs without improvement")
+    run.add_argument("--no-val", dest="val", action="store_false",
+                     help="validate only after the last epoch (faster; weights/last.pt is then the one to use)")
     run.add_argument("--workers", type=int, default=2, help="data-loading processes")
     run.add_argument("--device", default="cpu", help="cpu, 0, or 0,1,... for DistributedDataParallel")
     run.add_argument("--seed", type=int, default=0)
@@ -77,7 +82,8 @@ def main(args) -> int:
         registry = load_registry(args.registry)
         from mri.merge import merge_datasets
 
-        merged = merge_datasets(registry, args.datasets, typed=args.typed, leakage_free=args.leakage_free)
+        merged = merge_datasets(registry, args.datasets, typed=args.typed, leakage_free=args.leakage_free,
+                                hold_out=args.hold_out)
     except (DatasetError, FileNotFoundError, ValueError) as error:
         print(error, file=sys.stderr)
         return 2

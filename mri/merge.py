@@ -40,21 +40,24 @@ def merge_datasets(
     *,
     typed: bool = False,
     leakage_free: bool = True,
+    hold_out: list[str] | None = None,
     out_dir: str | Path | None = None,
 ) -> MergedDataset:
     """One detection dataset from the chosen registry datasets (default: all).
 
     ``typed=False`` writes every box as one class, ``tumor`` (class-agnostic detection); ``typed=True``
-    writes the project's tumor types and leaves out images whose boxes carry no type.
+    writes the project's tumor types and leaves out images whose boxes carry no type. ``hold_out``
+    leaves datasets out together with every image the audit linked to them (see ``registry_records``).
     """
-    records, unlisted = registry_records(registry, names, leakage_free)
+    records, unlisted = registry_records(registry, names, leakage_free, hold_out)
     assignment_path = default_assignment_path(registry) if leakage_free else None
     if typed:
         records = [r for r in records if all(c in registry.classes for c in r.classes)]
     class_names = list(registry.classes) if typed else [registry.untyped]
 
     digest = _input_digest(registry, names, typed, records, assignment_path)
-    tag = "-".join(sorted(names or registry.datasets)) + ("-typed" if typed else "")
+    kept = sorted(n for n in (names or registry.datasets) if n not in (hold_out or []))
+    tag = "-".join(kept) + ("-typed" if typed else "") + "".join(f"-without-{n}" for n in sorted(hold_out or []))
     root = Path(out_dir or RUNS_DIR / "merged") / f"{tag}-{digest[:12]}"
     if not (root / "data.yaml").is_file():
         _build(root, records, class_names, registry)

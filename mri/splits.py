@@ -16,6 +16,15 @@ def default_assignment_path(registry: Registry) -> Path | None:
     return (registry.path.parent / name).resolve() if name else None
 
 
+def keys_linked_to(path: str | Path, datasets: list[str]) -> set[tuple[str, str, str]]:
+    """(dataset, source split, file name) of every image in a duplicate/patient group that holds an image
+    of ``datasets``: what training must leave out when those datasets are held out as an unseen source."""
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    groups = {r["group"] for r in rows if r["dataset"] in datasets}
+    return {(r["dataset"], r["source_split"], r["file"]) for r in rows if r["group"] in groups}
+
+
 def load_assignment(path: str | Path) -> dict[tuple[str, str, str], str]:
     """(dataset, source split, file name) -> assigned split."""
     with open(path, newline="") as handle:
@@ -40,13 +49,24 @@ def _with_split(record: LabeledImage, split: str) -> LabeledImage:
 
 
 def registry_records(registry: Registry, names: list[str] | None = None,
-                     leakage_free: bool = True) -> tuple[list[LabeledImage], int]:
+                     leakage_free: bool = True, hold_out: list[str] | None = None) -> tuple[list[LabeledImage], int]:
     """The chosen datasets' records with the leakage-free split applied (when asked and written).
 
-    Returns the records and how many the assignment did not list (they keep their source split).
+    ``hold_out`` names datasets kept unseen: their images and every image the audit grouped with one of
+    them (a re-encoded copy, a neighbouring slice) are left out. Returns the records and how many the
+    assignment did not list (they keep their source split).
     """
+    names = [n for n in (names or list(registry.datasets)) if n not in (hold_out or [])]
     records = registry.images(names)
-    assignment = default_assignment_path(registry) if leakage_free else None
+    assignment = default_assignment_path(registry) if leakage_free or hold_out else None
     if assignment is None or not assignment.is_file():
+        if hold_out:
+            raise FileNotFoundError(f"{registry.path}: holding out {', '.join(hold_out)} needs the audit's split "
+                                    "assignment (run `python tools/audit.py --write-splits`)")
+        return records, 0
+    if hold_out:
+        linked = keys_linked_to(assignment, hold_out)
+        records = [r for r in records if (r.dataset, r.source_split, r.path.name) not in linked]
+    if not leakage_free:
         return records, 0
     return apply_assignment(records, load_assignment(assignment))
