@@ -76,7 +76,7 @@ def train_overrides(args, data_yaml: Path, preset: dict, project: Path) -> dict:
         "exist_ok": False,
         "single_cls": not args.typed,
         "patience": args.patience,
-        "plots": True,
+        "plots": getattr(args, "plots", True),
         "val": getattr(args, "val", True),
         "verbose": True,
         "amp": args.device not in ("cpu", "") and not str(args.device).startswith("cpu"),

@@ -47,6 +47,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     run.add_argument("--patience", type=int, default=20, help="stop after this many epochs without improvement")
     run.add_argument("--no-val", dest="val", action="store_false",
                      help="validate only after the last epoch (faster; weights/last.pt is then the one to use)")
+    run.add_argument("--no-plots", dest="plots", action="store_false", help="skip ultralytics' label and result plots")
     run.add_argument("--workers", type=int, default=2, help="data-loading processes")
     run.add_argument("--device", default="cpu", help="cpu, 0, or 0,1,... for DistributedDataParallel")
     run.add_argument("--seed", type=int, default=0)

@@ -1,0 +1,136 @@
+"""Equal-budget comparison of detector training recipes, scored on a source none of them trained on.
+
+An arm is an augmentation preset (``detect/hyp/<name>.yaml``) at an image size, written ``preset`` or
+``preset@imgsz``. Every arm trains through ``python -m detect.train`` on the same data (all registry
+datasets but the held-out one, and without any image the audit links to it), with the same epochs, seed,
+batch and fraction, and validates only after the last epoch, so ``last.pt`` is the arm's result. Each is
+then scored on (a) the leakage-free test splits of the sources it trained on and (b) every image of the
+held-out source, with the same metrics as ``detect.val``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from mri.files import write_json
+from mri.reporting import fmt
+
+FINISHED = "finished.json"
+
+
+@dataclass(frozen=True)
+class Arm:
+    preset: str
+    imgsz: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.preset}@{self.imgsz}"
+
+    @classmethod
+    def parse(cls, spec: str, default_imgsz: int) -> "Arm":
+        preset, _, size = spec.partition("@")
+        if not preset or (size and not size.isdigit()):
+            raise ValueError(f"arm '{spec}': write it as PRESET or PRESET@IMGSZ (e.g. boxsafe@320)")
+        return cls(preset, int(size) if size else default_imgsz)
+
+
+def arm_folder(out: Path, arm: Arm) -> Path:
+    return out / "arms" / arm.name
+
+
+def train_command(arm: Arm, out: Path, settings: dict) -> list[str]:
+    """The ``detect.train`` command line of one arm (an argument list: nothing goes through a shell)."""
+    command = [sys.executable, "-m", "detect.train", "--hyp", arm.preset, "--imgsz", str(arm.imgsz),
+               "--model", settings["model"], "--epochs", str(settings["epochs"]), "--batch", str(settings["batch"]),
+               "--fraction", str(settings["fraction"]), "--seed", str(settings["seed"]),
+               "--device", str(settings["device"]), "--workers", str(settings["workers"]), "--no-val", "--no-plots",
+               "--project", str(out / "arms"), "--name", arm.name]
+    if settings.get("hold_out"):
+        command += ["--hold-out", *settings["hold_out"]]
+    return command
+
+
+def train_arm(arm: Arm, out: Path, settings: dict) -> dict:
+    """Train one arm unless an earlier call finished it; resume it if it was interrupted."""
+    folder = arm_folder(out, arm)
+    done = folder / FINISHED
+    if done.is_file():
+        import json
+
+        return json.loads(done.read_text())
+    last = folder / "weights" / "last.pt"
+    command = ([sys.executable, "-m", "detect.train", "--resume", str(folder)] if last.is_file()
+               else train_command(arm, out, settings))
+    log = out / "logs" / f"{arm.name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with open(log, "a") as handle:
+        code = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT).returncode
+    if code != 0 or not last.is_file():
+        raise RuntimeError(f"arm {arm.name}: training failed (exit {code}); see {log}")
+    record = {"arm": arm.name, "weights": str(last), "train_seconds": round(time.perf_counter() - start, 1)}
+    write_json(done, record)
+    return record
+
+
+def train_arms(arms: list[Arm], out: Path, settings: dict, jobs: int = 1) -> dict[str, dict]:
+    """Train every arm, ``jobs`` at a time; returns arm name -> training record."""
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        records = list(pool.map(lambda arm: train_arm(arm, out, settings), arms))
+    return {r["arm"]: r for r in records}
+
+
+def headline(metrics: dict) -> dict:
+    """The three figures recipes are compared by, from a ``detect.evaluate`` metrics dict."""
+    overall = metrics["overall"]
+    return {"map50": overall["coco"]["map50"], "map50_95": overall["coco"]["map50_95"],
+            "sens_at_1fp": overall["sens_at_fp"]["1"], "n_images": overall["n_images"]}
+
+
+def score_arm(weights: str | Path, imgsz: int, test_sets: dict[str, list], device: str) -> dict:
+    """Headline figures of one trained arm on each named list of ground-truth records."""
+    from detect.evaluate import evaluate_detector
+    from detect.val import load_detector
+
+    model = load_detector(weights)
+    return {name: headline(evaluate_detector(model, records, imgsz, 0.25, device)[0])
+            for name, records in test_sets.items()}
+
+
+def pick_winner(rows: list[dict], by: str = "held_out") -> str:
+    """The arm with the best mAP50-95 on the held-out source (mAP50 breaks ties): choose by the unseen source."""
+    scored = [r for r in rows if by in r["scores"]]
+    best = max(scored, key=lambda r: (r["scores"][by]["map50_95"], r["scores"][by]["map50"]))
+    return best["arm"]
+
+
+def render(report: dict) -> str:
+    """The comparison as Markdown: one row per arm, ratios against the first arm (the plain default)."""
+    s = report["settings"]
+    held = ", ".join(s.get("hold_out") or []) or "none"
+    lines = [
+        "# Detector recipes at equal budget",
+        "",
+        f"{report['date']}, {report['machine']}. Every arm: {s['model']}, {s['epochs']} epochs, batch {s['batch']}, "
+        f"seed {s['seed']}, fraction {s['fraction']} of the training images, trained on the registry without "
+        f"`{held}` (and without every image the audit links to it), `last.pt` scored. `in-distribution`: the "
+        f"leakage-free test splits of the training sources; `held-out`: every image of `{held}`.",
+        "",
+        "| arm | in-dist. mAP50 | in-dist. mAP50-95 | in-dist. sens@1FP | held-out mAP50 | held-out mAP50-95 | held-out sens@1FP | train s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in report["arms"]:
+        cells = []
+        for key in ("in_distribution", "held_out"):
+            figures = row["scores"].get(key)
+            cells += [fmt(figures[m]) if figures else "n/a" for m in ("map50", "map50_95", "sens_at_1fp")]
+        mark = " (chosen)" if row["arm"] == report.get("winner") else ""
+        lines.append(f"| `{row['arm']}`{mark} | " + " | ".join(cells) + f" | {row['train_seconds']:.0f} |")
+    lines += ["", f"Chosen by held-out mAP50-95 (mAP50 breaks ties): `{report.get('winner')}`.", ""]
+    return "\n".join(lines)

@@ -1,0 +1,102 @@
+"""Compare detector training recipes at equal budget, choosing by a source none of them trained on.
+
+    python tools/compare_recipes.py                                   # default, mri, boxsafe, scanner at 256 px
+    python tools/compare_recipes.py --arms default scanner@320 --epochs 30 --device 0 --jobs 2
+    python tools/compare_recipes.py --resume runs/bench/compare_recipes   # finish or re-score an earlier run
+
+Every arm (``PRESET`` or ``PRESET@IMGSZ``, presets in detect/hyp/) trains with ``python -m detect.train``
+on the registry without ``--hold-out`` (default br35h: mixed sizes, sequences and hospitals, the least like
+the others) and without every image the audit links to it; same epochs, batch, seed and fraction for all.
+Each arm's last.pt is scored on the leakage-free test splits of the training sources and on every image of
+the held-out source. Writes compare_recipes.json and .md to a new runs/bench/compare_recipes folder;
+``--resume`` skips finished arms, resumes interrupted ones and scores again (e.g. on full-size data after
+training on a compact copy). The first arm is the plain baseline: keep it ``default``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import mri.offline  # noqa: F401
+from mri.cli import resolve_path, seed_everything
+from mri.files import write_atomic, write_json, write_yaml
+from mri.registry import DatasetError, load_registry
+from mri.reporting import machine, output_folder, utc_now
+
+DEFAULT_ARMS = ["default", "mri", "boxsafe", "scanner"]
+SETTING_KEYS = ("model", "epochs", "batch", "fraction", "seed", "device", "workers", "hold_out")
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arms", nargs="+", default=DEFAULT_ARMS, help="PRESET or PRESET@IMGSZ; the first is the baseline")
+    parser.add_argument("--hold-out", nargs="+", default=["br35h"], help="registry datasets no arm trains on")
+    parser.add_argument("--model", default="yolov5n")
+    parser.add_argument("--imgsz", type=int, default=256, help="image size of arms that do not name one")
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--fraction", type=float, default=1.0, help="fraction of the training images each arm sees")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--jobs", type=int, default=1, help="arms trained at the same time")
+    parser.add_argument("--score", choices=["both", "held-out", "none"], default="both",
+                        help="what to score after training (held-out alone is quicker, for choosing)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=None, help="report folder (default: a new runs/bench/compare_recipes)")
+    parser.add_argument("--resume", default=None, metavar="FOLDER", help="continue the comparison in FOLDER")
+    return parser
+
+
+def load_settings(args) -> tuple[dict, list[str]]:
+    if not args.resume:
+        return {k: getattr(args, k) for k in SETTING_KEYS}, args.arms
+    saved = json.loads((resolve_path(args.resume) / "settings.json").read_text())
+    return {**saved["settings"], "device": args.device, "workers": args.workers}, saved["arms"]
+
+
+def main(args) -> int:
+    from detect.compare import Arm, pick_winner, render, score_arm, train_arms
+    from detect.evaluate import load_ground_truth
+    from mri.splits import registry_records
+
+    seed_everything(args.seed)
+    try:
+        settings, arm_specs = load_settings(args)
+        arms = [Arm.parse(spec, args.imgsz) for spec in arm_specs]
+        registry = load_registry()
+        held_out = settings["hold_out"]
+        seen = [name for name in registry.datasets if name not in held_out]
+        test_sets = {}
+        if args.score == "both":
+            test_sets["in_distribution"] = load_ground_truth(seen, "test", registry)
+        if args.score in ("both", "held-out"):
+            test_sets["held_out"] = registry_records(registry, held_out)[0]
+    except (DatasetError, FileNotFoundError, ValueError) as error:
+        print(error, file=sys.stderr)
+        return 2
+    out = resolve_path(args.resume) if args.resume else output_folder(args.out, "compare_recipes")
+    write_json(out / "settings.json", {"settings": settings, "arms": arm_specs})
+    write_yaml(out / "args.yaml", vars(args))
+    try:
+        trained = train_arms(arms, out, settings, args.jobs)
+    except RuntimeError as error:
+        print(error, file=sys.stderr)
+        return 1
+    rows = []
+    for arm in arms:
+        scores = score_arm(trained[arm.name]["weights"], arm.imgsz, test_sets, args.device) if test_sets else {}
+        rows.append({"arm": arm.name, "train_seconds": trained[arm.name]["train_seconds"], "scores": scores})
+        print(f"{arm.name}: {json.dumps(scores)}", flush=True)
+    report = {"date": utc_now(), "machine": machine(args.device), "settings": settings, "arms": rows,
+              "winner": pick_winner(rows) if "held_out" in test_sets else None}
+    write_json(out / "compare_recipes.json", report)
+    write_atomic(out / "compare_recipes.md", render(report))
+    print(render(report))
+    print(f"report in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(get_args_parser().parse_args()))
