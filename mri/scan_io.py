@@ -8,6 +8,7 @@ the detector and the classifier always see the same kind of input whatever the f
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,8 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 DICOM_SUFFIXES = {".dcm", ".dicom", ".ima"}
 NIFTI_SUFFIXES = {".nii", ".nii.gz"}
 MAX_PIXELS = 12_000 * 12_000  # larger than any MRI slice; guards against decompression bombs
+MAX_VOLUME_VOXELS = 512 * 512 * 512  # largest volume (or DICOM multi-frame) read whole: 0.5 GB as float32
+WINDOW_SAMPLE_VOXELS = 256 * 256 * 256  # voxels of a volume sampled for its intensity window
 
 
 class ScanReadError(ValueError):
@@ -72,11 +75,15 @@ def read_scan(path: str | Path, *, axis: int = 2, slice_index: int | None = None
     the file for anything missing, empty, corrupt, too large or of an unsupported kind.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ScanReadError(path, "no such file")
-    if path.stat().st_size == 0:
-        raise ScanReadError(path, "empty file (0 bytes)")
-    kind = scan_kind(path) or ("dicom" if _has_dicom_preamble(path) else None)
+    try:
+        if not path.is_file():
+            raise ScanReadError(path, "no such file")
+        if path.stat().st_size == 0:
+            raise ScanReadError(path, "empty file (0 bytes)")
+        kind = scan_kind(path) or ("dicom" if _has_dicom_preamble(path) else None)
+        open(path, "rb").close()  # unreadable (permissions) says so, not "corrupt"
+    except OSError as error:
+        raise ScanReadError(path, f"cannot read the file ({error.strerror or error.__class__.__name__})") from None
     if kind == "image":
         return [_select(_read_image(path), slice_index, path)]
     if kind == "dicom":
@@ -146,62 +153,81 @@ def _read_image(path: Path) -> Scan:
     except (UnidentifiedImageError, Image.DecompressionBombError, ImportError) as error:
         # ImportError: ultralytics patches Image.open to import the optional pi-heif on unknown files.
         raise ScanReadError(path, f"not a readable image ({error.__class__.__name__})") from None
-    except (OSError, SyntaxError, ValueError) as error:
-        raise ScanReadError(path, f"corrupt or truncated image ({error})") from None
+    except Exception as error:  # Pillow's decoders raise many types for corrupt or truncated data
+        raise ScanReadError(path, f"corrupt or truncated image ({_first_line(error)})") from None
     return Scan(np.ascontiguousarray(rgb[:, :, ::-1]), str(path), meta={"mode": mode})
 
 
 def _dicom_window(dataset, pixels: np.ndarray) -> tuple[float | None, float | None]:
-    center, width = getattr(dataset, "WindowCenter", None), getattr(dataset, "WindowWidth", None)
-    if center is None or width is None:
-        return None, None
     first = lambda value: float(value[0]) if hasattr(value, "__len__") and not isinstance(value, str) else float(value)  # noqa: E731
     try:
+        center, width = getattr(dataset, "WindowCenter", None), getattr(dataset, "WindowWidth", None)
+        if center is None or width is None:
+            return None, None
         center, width = first(center), first(width)
-    except (TypeError, ValueError):
-        return None, None
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None, None  # an unusable window in the header: fall back to the percentile window
     if not math.isfinite(center) or not math.isfinite(width) or width <= 1:
         return None, None
     return center - width / 2, center + width / 2
 
 
 def _read_dicom(path: Path) -> list[Scan]:
+    # pydicom warns (several lines) about each invalid value; the one-line error or a null spacing says it.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return _read_dicom_quietly(path)
+
+
+def _read_dicom_quietly(path: Path) -> list[Scan]:
     import pydicom
     from pydicom.errors import InvalidDicomError
 
     try:
         dataset = pydicom.dcmread(path)
-        pixels = dataset.pixel_array
     except InvalidDicomError as error:
-        raise ScanReadError(path, f"not a valid DICOM file ({error})") from None
+        raise ScanReadError(path, f"not a valid DICOM file ({_first_line(error)})") from None
+    except Exception as error:  # pydicom raises many types for broken headers
+        raise ScanReadError(path, f"not a valid DICOM file ({error.__class__.__name__}: {_first_line(error)})") from None
+    rows, columns = _header_number(dataset, "Rows", 0, path), _header_number(dataset, "Columns", 0, path)
+    frames = int(_header_number(dataset, "NumberOfFrames", 1, path) or 1)
+    if rows * columns > MAX_PIXELS or rows * columns * frames > MAX_VOLUME_VOXELS:
+        raise ScanReadError(path, f"DICOM image too large ({frames} frame(s) of {int(columns)}x{int(rows)} pixels)")
+    slope = _header_number(dataset, "RescaleSlope", 1, path) or 1.0
+    intercept = _header_number(dataset, "RescaleIntercept", 0, path)
+    try:
+        pixels = dataset.pixel_array
     except AttributeError:
         raise ScanReadError(path, "DICOM file has no pixel data") from None
+    except MemoryError:
+        raise ScanReadError(path, "not enough memory to decode this DICOM file") from None
     except Exception as error:  # pydicom raises many types for broken pixel data
-        raise ScanReadError(path, f"unreadable DICOM pixel data ({error})") from None
+        raise ScanReadError(path, f"unreadable DICOM pixel data ({_first_line(error)})") from None
 
     photometric = str(getattr(dataset, "PhotometricInterpretation", "MONOCHROME2")).upper()
-    frames = int(getattr(dataset, "NumberOfFrames", 1) or 1)
     is_color = photometric in ("RGB", "YBR_FULL", "YBR_FULL_422") and pixels.shape[-1] == 3
     volume = pixels if (frames > 1) else pixels[None]
-    spacing = getattr(dataset, "PixelSpacing", None)
-    spacing = (float(spacing[0]), float(spacing[1])) if spacing is not None else None
     meta = {"modality": str(getattr(dataset, "Modality", "")), "photometric": photometric}
 
-    if is_color:
-        if photometric.startswith("YBR"):
-            from pydicom.pixels import convert_color_space
+    try:
+        if is_color:
+            if photometric.startswith("YBR"):
+                from pydicom.pixels import convert_color_space
 
-            volume = np.stack([convert_color_space(f, photometric, "RGB") for f in volume])
-        images = [np.ascontiguousarray(to_uint8(f, 0, 255)[:, :, ::-1]) for f in volume]
-    else:
-        slope = float(getattr(dataset, "RescaleSlope", 1) or 1)
-        intercept = float(getattr(dataset, "RescaleIntercept", 0) or 0)
-        values = volume.astype(np.float32) * slope + intercept
-        low, high = _dicom_window(dataset, values)
-        gray = to_uint8(values, low, high)
-        if photometric == "MONOCHROME1":
-            gray = 255 - gray
-        images = [as_bgr(g) for g in gray]
+                volume = np.stack([convert_color_space(f, photometric, "RGB") for f in volume])
+            images = [np.ascontiguousarray(to_uint8(f, 0, 255)[:, :, ::-1]) for f in volume]
+        else:
+            values = volume.astype(np.float32) * slope + intercept
+            low, high = _dicom_window(dataset, values)
+            gray = to_uint8(values, low, high)
+            if photometric == "MONOCHROME1":
+                gray = 255 - gray
+            images = [as_bgr(g) for g in gray]
+    except (ValueError, TypeError, IndexError) as error:
+        raise ScanReadError(path, f"DICOM pixel data does not match its header ({_first_line(error)})") from None
+    if not images or any(image.ndim != 3 or image.shape[2] != 3 or 0 in image.shape for image in images):
+        raise ScanReadError(path, f"DICOM pixel data has an unexpected shape {pixels.shape}")
+    spacing = _pixel_spacing(dataset)
     multi = len(images) > 1
     return [
         Scan(image, str(path), i if multi else None, spacing, dict(meta))
@@ -209,35 +235,136 @@ def _read_dicom(path: Path) -> list[Scan]:
     ]
 
 
+def _header_number(dataset, keyword: str, default: float, path: Path) -> float:
+    """A numeric DICOM header value (the first of several); one-line ``ScanReadError`` when it is not a number."""
+    try:
+        value = getattr(dataset, keyword, None)
+        if value is None or value == "":
+            return default
+        if hasattr(value, "__len__") and not isinstance(value, (str, bytes)):
+            value = value[0]
+        number = float(value)
+    except (ValueError, TypeError, IndexError, OverflowError, AttributeError):
+        raise ScanReadError(path, f"DICOM header {keyword} is not a number ({str(value)[:40]!r})") from None
+    if not math.isfinite(number):
+        raise ScanReadError(path, f"DICOM header {keyword} is not a finite number ({number})")
+    return number
+
+
+def _pixel_spacing(dataset) -> tuple[float, float] | None:
+    """(row, column) spacing in mm; None when the header has none or it is malformed (it only informs)."""
+    try:
+        spacing = getattr(dataset, "PixelSpacing", None)
+        if spacing is None or isinstance(spacing, (str, bytes)) or len(spacing) != 2:
+            return None
+        row, column = float(spacing[0]), float(spacing[1])
+    except (ValueError, TypeError, IndexError, OverflowError, AttributeError):
+        return None
+    return (row, column) if math.isfinite(row) and math.isfinite(column) and row > 0 and column > 0 else None
+
+
 def _read_nifti(path: Path, axis: int, slice_index: int | None) -> list[Scan]:
+    """Slices of a NIfTI volume in RAS+ orientation, reading from the file only the voxels needed.
+
+    ``nib.as_closest_canonical`` would load the whole volume; instead each wanted slice is mapped back to
+    the file's own axis and read through nibabel's lazy ``dataobj`` slicing, then reoriented.
+    """
     import nibabel as nib
 
     if axis not in (0, 1, 2):
         raise ScanReadError(path, f"axis must be 0, 1 or 2, not {axis}")
     try:
-        volume_img = nib.as_closest_canonical(nib.load(str(path)))
-        volume = np.asanyarray(volume_img.dataobj, dtype=np.float32)
+        volume_img = nib.load(str(path))
+        shape = tuple(int(n) for n in volume_img.shape)
+        ornt = nib.orientations.io_orientation(volume_img.affine)
+        zooms = [float(z) for z in volume_img.header.get_zooms()[:3]]
     except Exception as error:  # nibabel raises many types for broken files
-        raise ScanReadError(path, f"not a readable NIfTI volume ({error})") from None
-    if volume.ndim == 4:
-        volume = volume[..., 0]
-    if volume.ndim == 2:
-        volume = volume[:, :, None]
-    if volume.ndim != 3:
-        raise ScanReadError(path, f"expected a 3D volume, got shape {volume.shape}")
-    count = volume.shape[axis]
-    indices = range(count) if slice_index is None else [slice_index]
+        raise ScanReadError(path, f"not a readable NIfTI volume ({_first_line(error)})") from None
+    if len(shape) not in (2, 3, 4) or min(shape) < 1:
+        raise ScanReadError(path, f"expected a 3D volume, got shape {shape}")
+    if len(shape) == 2:
+        shape, zooms = (*shape, 1), [*zooms[:2], 1.0]
+    zooms = (zooms + [1.0, 1.0, 1.0])[:3]
+    if not np.isfinite(ornt).all():
+        raise ScanReadError(path, "the file's affine gives no usable orientation")
+    file_axis = int(np.flatnonzero(ornt[:, 0] == axis)[0])  # the file's axis that becomes RAS axis ``axis``
+    count = shape[file_axis]
     if slice_index is not None and not 0 <= slice_index < count:
         raise ScanReadError(path, f"slice {slice_index} out of range (0..{count - 1}) on axis {axis}")
-    low, high = np.percentile(volume[np.isfinite(volume)], [0.5, 99.5]) if volume.size else (0, 1)
-    zooms = volume_img.header.get_zooms()[:3]
-    in_plane = [zooms[i] for i in range(3) if i != axis]
+    voxels = math.prod(shape[:3])
+    if max(voxels // n for n in shape[:3]) > MAX_PIXELS:
+        raise ScanReadError(path, f"slices too large ({'x'.join(map(str, shape[:3]))} voxels)")
+    if slice_index is None and voxels > MAX_VOLUME_VOXELS:
+        raise ScanReadError(path, f"volume too large to read whole ({'x'.join(map(str, shape[:3]))} = {voxels:,} voxels, "
+                                  f"limit {MAX_VOLUME_VOXELS:,}); pick one slice (--slice)")
+    canonical_shape = [0, 0, 0]
+    canonical_zooms = [1.0, 1.0, 1.0]
+    for i in range(3):
+        canonical_shape[int(ornt[i, 0])], canonical_zooms[int(ornt[i, 0])] = shape[i], zooms[i]
+    try:
+        window_sample = (slice(None), slice(None), slice(None, None, _window_step(shape)))
+        if slice_index is None:
+            slab = _nifti_voxels(volume_img, shape, (slice(None),) * 3)
+            low, high = _window(slab[window_sample])
+            indices = range(count)
+        else:
+            low, high = _window(_nifti_voxels(volume_img, shape, window_sample))
+            file_index = slice_index if ornt[file_axis, 1] > 0 else count - 1 - slice_index
+            region = tuple(slice(file_index, file_index + 1) if i == file_axis else slice(None) for i in range(3))
+            slab = _nifti_voxels(volume_img, shape, region)
+            indices = [slice_index]
+    except ScanReadError:
+        raise
+    except MemoryError:
+        raise ScanReadError(path, "not enough memory to read this volume") from None
+    except Exception as error:
+        raise ScanReadError(path, f"not a readable NIfTI volume ({_first_line(error)})") from None
+    if low is None:
+        raise ScanReadError(path, "volume has no finite voxel values (all NaN or infinite)")
+    slab = nib.orientations.apply_orientation(slab, ornt)
+    in_plane = [canonical_zooms[i] for i in range(3) if i != axis]
+    meta = {"axis": axis, "shape": canonical_shape}
     scans = []
-    for index in indices:
-        plane = np.take(volume, index, axis=axis)
+    for position, index in enumerate(indices):
+        plane = np.take(slab, position, axis=axis)
         # RAS+ arrays put the first in-plane axis left-to-right; rotating shows anterior/superior up.
         plane = np.rot90(plane)
         spacing = (float(in_plane[1]), float(in_plane[0]))
         image = as_bgr(to_uint8(plane, low, high))
-        scans.append(Scan(image, str(path), index, spacing, {"axis": axis, "shape": list(volume.shape)}))
+        scans.append(Scan(image, str(path), index, spacing, dict(meta)))
     return scans
+
+
+def _nifti_voxels(volume_img, shape: tuple[int, ...], region: tuple[slice, slice, slice]) -> np.ndarray:
+    """The voxels of ``region`` (first volume of a 4D file) as a 3D float32 array, read lazily."""
+    dataobj = volume_img.dataobj
+    if len(dataobj.shape) == 2:
+        data = np.asanyarray(dataobj)[:, :, None][region]
+    elif len(dataobj.shape) == 4:
+        data = dataobj[(*region, 0)]
+    else:
+        data = dataobj[region]
+    return np.asarray(data, dtype=np.float32).reshape([len(range(*r.indices(n))) for r, n in zip(region, shape)])
+
+
+def _window_step(shape: tuple[int, ...]) -> int:
+    """Every how many slices of the file's last axis the intensity window is sampled.
+
+    One window per volume from evenly spaced slices (all of them up to WINDOW_SAMPLE_VOXELS), so one
+    requested slice and the same slice of a whole-volume read look the same.
+    """
+    return max(1, math.ceil(shape[2] / max(1, WINDOW_SAMPLE_VOXELS // (shape[0] * shape[1]))))
+
+
+def _window(sample: np.ndarray) -> tuple[float | None, float | None]:
+    """The 0.5-99.5 percentiles of the finite values; (None, None) when there are none."""
+    finite = sample[np.isfinite(sample)]
+    if finite.size == 0:
+        return None, None
+    low, high = np.percentile(finite, [0.5, 99.5])
+    return float(low), float(high)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else error.__class__.__name__
