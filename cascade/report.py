@@ -10,7 +10,7 @@ import cv2
 from cascade.draw import draw_detections
 from cascade.sources import Skipped, output_stem
 from mri.cli import resolve_path
-from mri.files import new_run_dir, write_atomic, write_csv, write_json, write_yaml
+from mri.files import new_run_dir, printable, write_atomic, write_csv, write_json, write_yaml
 from mri.offline import RUNS_DIR
 
 CSV_FIELDS = ["image", "slice", "x1", "y1", "x2", "y2", "type", "det_score", "tumor_prob", "type_prob", "score", "kept"]
@@ -74,8 +74,9 @@ class InferenceWriter:
         bar.close()
 
     def skip(self, skipped: Skipped) -> None:
-        self.skipped.append({"path": skipped.path, "reason": skipped.reason})
-        print(f"skipped {skipped}")
+        entry = {"path": printable(skipped.path), "reason": printable(skipped.reason)}
+        self.skipped.append(entry)
+        print(f"skipped {entry['path']}: {entry['reason']}")
 
     def _run(self, cascade, scans) -> None:
         results = cascade.run([s.image for s in scans], keep_crops=self.args.save_crops, cam=self.args.cam)
@@ -92,7 +93,7 @@ class InferenceWriter:
                     _write_image(crop_path, det.crop)
                     entry["crop"] = str(crop_path.relative_to(self.out))
                 boxes.append(entry)
-            self.records.append({"image": scan.path, "slice": scan.slice_index, "output": f"images/{name}.jpg",
+            self.records.append({"image": printable(scan.path), "slice": scan.slice_index, "output": f"images/{name}.jpg",
                                  "width": int(scan.image.shape[1]), "height": int(scan.image.shape[0]),
                                  "pixel_spacing": scan.pixel_spacing, "detections": boxes})
             self.n_processed += 1
@@ -111,7 +112,7 @@ class InferenceWriter:
         }
         cascade = self.cascade
         write_json(self.out / "results.json", {
-            "source": str(self.args.source),
+            "source": printable(str(self.args.source)),
             "settings": {"det_weights": str(self.args.det_weights), "cls_weights": str(self.args.cls_weights),
                          "det_conf": cascade.conf, "imgsz": cascade.imgsz, "cls_threshold": cascade.threshold,
                          "classifier": cascade.checkpoint["arch"], "crop_rule": cascade.rule.as_dict()},
@@ -128,5 +129,5 @@ class InferenceWriter:
         if self.skipped:
             lines.append(f"skipped {len(self.skipped)} file(s):")
             lines += [f"  {s['path']}: {s['reason']}" for s in self.skipped]
-        lines.append(f"results in {self.out}")
+        lines.append(f"results in {printable(str(self.out))}")
         return "\n".join(lines)

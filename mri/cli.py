@@ -23,6 +23,32 @@ def resolve_path(path: str | Path) -> Path:
     return (PROJECT_ROOT / path).resolve()
 
 
+class DeviceError(ValueError):
+    """A ``--device`` this machine does not have: one line instead of ultralytics' or torch's page."""
+
+
+def check_device(device: str | int | None) -> None:
+    """Refuse a device that is not there: ``cpu``, ``cuda``, ``N``, ``cuda:N`` or ``N,M,...`` (CUDA GPUs)."""
+    text = str(device if device is not None else "cpu").strip().lower()
+    if text in ("", "cpu"):
+        return
+    import torch
+
+    if text == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise DeviceError("--device mps: Apple's MPS is not available on this machine (use --device cpu)")
+        return
+    ids = ["0"] if text == "cuda" else text.removeprefix("cuda:").split(",")
+    if not all(i.strip().isdigit() for i in ids):
+        raise DeviceError(f"--device {device}: expected cpu, a GPU number (0), several (0,1) or cuda:N")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise DeviceError(f"--device {device}: no CUDA GPU is available on this machine (use --device cpu)")
+    missing = [i.strip() for i in ids if int(i) >= count]
+    if missing:
+        raise DeviceError(f"--device {device}: no GPU {', '.join(missing)} here (this machine has GPU 0..{count - 1})")
+
+
 def seed_everything(seed: int) -> None:
     import numpy as np
     import torch

@@ -13,16 +13,42 @@ import yaml
 
 
 def write_atomic(path: str | Path, data: str | bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file and a rename, so readers never see half a file."""
+    """Write ``data`` to ``path`` through a temporary file and a rename, so readers never see half a file.
+
+    Text is written as UTF-8; undecodable bytes of file names in it become ``\\xNN`` (see ``printable``).
+    The temporary file is removed when writing fails.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    mode = "wb" if isinstance(data, bytes) else "w"
-    with tempfile.NamedTemporaryFile(mode, dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
+    payload = data if isinstance(data, bytes) else printable(data).encode("utf-8")
+    with tempfile.NamedTemporaryFile("wb", dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
+        try:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        except BaseException:
+            handle.close()
+            os.unlink(handle.name)
+            raise
     os.replace(handle.name, path)
     return path
+
+
+def printable(text: str) -> str:
+    """``text`` safe to write or print as UTF-8.
+
+    File names that are not valid UTF-8 (common on shares written by old scanners) reach Python with their
+    odd bytes as lone surrogates; those bytes are shown as ``\\xNN`` (``bad_\\xff.jpg``).
+    """
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that did not come from a file name
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def write_json(path: str | Path, payload) -> Path:
@@ -42,10 +68,14 @@ def write_csv(path: str | Path, rows: list[dict], fieldnames: list[str] | None =
     return write_atomic(path, buffer.getvalue())
 
 
+class OutputError(ValueError):
+    """An output folder that cannot be made there (a file in the way, no permission): one line saying where."""
+
+
 def new_run_dir(parent: str | Path, name: str) -> Path:
     """Create and return ``parent/name``, or ``name-2``, ``name-3``... when it exists: runs never mix."""
     parent = Path(parent)
-    parent.mkdir(parents=True, exist_ok=True)
+    _make_folder(parent)
     for attempt in range(1, 10_000):
         candidate = parent / (name if attempt == 1 else f"{name}-{attempt}")
         try:
@@ -53,7 +83,32 @@ def new_run_dir(parent: str | Path, name: str) -> Path:
             return candidate.resolve()
         except FileExistsError:
             continue
-    raise RuntimeError(f"{parent}: too many runs named '{name}'")
+        except OSError as error:
+            raise OutputError(f"{candidate}: cannot create the output folder ({error.strerror})") from None
+    raise OutputError(f"{parent}: too many runs named '{name}'")
+
+
+def output_dir(wanted: str | Path) -> Path:
+    """The folder a user asked for with ``--out``: ``wanted`` if it is new or empty, else a new sibling
+    ``wanted-2``, ``wanted-3``...: an earlier result is never overwritten or mixed with a new one."""
+    wanted = Path(wanted)
+    if wanted.is_dir() and not any(wanted.iterdir()):
+        return wanted.resolve()
+    if wanted.exists():  # a non-empty folder, or a file of that name: both stay as they are
+        return new_run_dir(wanted.parent, wanted.name)
+    _make_folder(wanted)
+    return wanted.resolve()
+
+
+def _make_folder(folder: Path) -> None:
+    """``mkdir -p`` with a one-line ``OutputError`` naming the file that is in the way."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = next((p for p in [folder, *folder.parents] if p.exists() and not p.is_dir()), folder)
+        raise OutputError(f"{folder}: cannot create the output folder, {blocker} is a file") from None
+    except OSError as error:
+        raise OutputError(f"{folder}: cannot create the output folder ({error.strerror})") from None
 
 
 def _jsonable(value):

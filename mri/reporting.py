@@ -24,13 +24,9 @@ def utc_now() -> str:
 def output_folder(out: str | None, name: str):
     """``out`` (created; a sibling ``out-2``... if it already holds files), or a new runs/bench/<name>."""
     from mri.cli import resolve_path
-    from mri.files import new_run_dir
+    from mri.files import new_run_dir, output_dir
     from mri.offline import RUNS_DIR
 
     if out is None:
         return new_run_dir(RUNS_DIR / "bench", name)
-    wanted = resolve_path(out)
-    if wanted.exists() and any(wanted.iterdir()):
-        return new_run_dir(wanted.parent, wanted.name)
-    wanted.mkdir(parents=True, exist_ok=True)
-    return wanted
+    return output_dir(resolve_path(out))

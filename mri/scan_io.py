@@ -154,7 +154,7 @@ def _read_image(path: Path) -> Scan:
         # ImportError: ultralytics patches Image.open to import the optional pi-heif on unknown files.
         raise ScanReadError(path, f"not a readable image ({error.__class__.__name__})") from None
     except Exception as error:  # Pillow's decoders raise many types for corrupt or truncated data
-        raise ScanReadError(path, f"corrupt or truncated image ({_first_line(error)})") from None
+        raise ScanReadError(path, f"corrupt or truncated image ({first_line(error)})") from None
     return Scan(np.ascontiguousarray(rgb[:, :, ::-1]), str(path), meta={"mode": mode})
 
 
@@ -186,9 +186,9 @@ def _read_dicom_quietly(path: Path) -> list[Scan]:
     try:
         dataset = pydicom.dcmread(path)
     except InvalidDicomError as error:
-        raise ScanReadError(path, f"not a valid DICOM file ({_first_line(error)})") from None
+        raise ScanReadError(path, f"not a valid DICOM file ({first_line(error)})") from None
     except Exception as error:  # pydicom raises many types for broken headers
-        raise ScanReadError(path, f"not a valid DICOM file ({error.__class__.__name__}: {_first_line(error)})") from None
+        raise ScanReadError(path, f"not a valid DICOM file ({error.__class__.__name__}: {first_line(error)})") from None
     rows, columns = _header_number(dataset, "Rows", 0, path), _header_number(dataset, "Columns", 0, path)
     frames = int(_header_number(dataset, "NumberOfFrames", 1, path) or 1)
     if rows * columns > MAX_PIXELS or rows * columns * frames > MAX_VOLUME_VOXELS:
@@ -202,7 +202,7 @@ def _read_dicom_quietly(path: Path) -> list[Scan]:
     except MemoryError:
         raise ScanReadError(path, "not enough memory to decode this DICOM file") from None
     except Exception as error:  # pydicom raises many types for broken pixel data
-        raise ScanReadError(path, f"unreadable DICOM pixel data ({_first_line(error)})") from None
+        raise ScanReadError(path, f"unreadable DICOM pixel data ({first_line(error)})") from None
 
     photometric = str(getattr(dataset, "PhotometricInterpretation", "MONOCHROME2")).upper()
     is_color = photometric in ("RGB", "YBR_FULL", "YBR_FULL_422") and pixels.shape[-1] == 3
@@ -224,7 +224,7 @@ def _read_dicom_quietly(path: Path) -> list[Scan]:
                 gray = 255 - gray
             images = [as_bgr(g) for g in gray]
     except (ValueError, TypeError, IndexError) as error:
-        raise ScanReadError(path, f"DICOM pixel data does not match its header ({_first_line(error)})") from None
+        raise ScanReadError(path, f"DICOM pixel data does not match its header ({first_line(error)})") from None
     if not images or any(image.ndim != 3 or image.shape[2] != 3 or 0 in image.shape for image in images):
         raise ScanReadError(path, f"DICOM pixel data has an unexpected shape {pixels.shape}")
     spacing = _pixel_spacing(dataset)
@@ -279,7 +279,7 @@ def _read_nifti(path: Path, axis: int, slice_index: int | None) -> list[Scan]:
         ornt = nib.orientations.io_orientation(volume_img.affine)
         zooms = [float(z) for z in volume_img.header.get_zooms()[:3]]
     except Exception as error:  # nibabel raises many types for broken files
-        raise ScanReadError(path, f"not a readable NIfTI volume ({_first_line(error)})") from None
+        raise ScanReadError(path, f"not a readable NIfTI volume ({first_line(error)})") from None
     if len(shape) not in (2, 3, 4) or min(shape) < 1:
         raise ScanReadError(path, f"expected a 3D volume, got shape {shape}")
     if len(shape) == 2:
@@ -318,7 +318,7 @@ def _read_nifti(path: Path, axis: int, slice_index: int | None) -> list[Scan]:
     except MemoryError:
         raise ScanReadError(path, "not enough memory to read this volume") from None
     except Exception as error:
-        raise ScanReadError(path, f"not a readable NIfTI volume ({_first_line(error)})") from None
+        raise ScanReadError(path, f"not a readable NIfTI volume ({first_line(error)})") from None
     if low is None:
         raise ScanReadError(path, "volume has no finite voxel values (all NaN or infinite)")
     slab = nib.orientations.apply_orientation(slab, ornt)
@@ -365,6 +365,7 @@ def _window(sample: np.ndarray) -> tuple[float | None, float | None]:
     return float(low), float(high)
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message (or its type), for one-line reports."""
     text = str(error).strip().splitlines()
     return text[0] if text else error.__class__.__name__

@@ -9,7 +9,7 @@ import sys
 
 import mri.offline  # noqa: F401  (offline environment before any heavy import)
 from mri.audit import audit, render_markdown
-from mri.files import write_atomic, write_csv, write_json, write_yaml
+from mri.files import OutputError, output_dir, write_atomic, write_csv, write_json, write_yaml
 from mri.registry import DatasetError, load_registry
 from mri.cli import resolve_path
 from mri.splits import FIELDS, default_assignment_path
@@ -17,7 +17,7 @@ from mri.splits import FIELDS, default_assignment_path
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", required=True, help="folder for audit.json and audit.md")
+    parser.add_argument("--out", required=True, help="folder for audit.json and audit.md (a new sibling if it holds files)")
     parser.add_argument("--registry", default=None, help="datasets.yaml to read (default: the project's)")
     parser.add_argument("--datasets", nargs="+", default=None, help="registry datasets to audit (default: all)")
     parser.add_argument("--write-splits", nargs="?", const="", default=None, metavar="CSV",
@@ -32,8 +32,12 @@ def main(args) -> int:
     except DatasetError as error:
         print(error, file=sys.stderr)
         return 2
+    try:  # never into an earlier audit: a non-empty --out gets a new sibling folder
+        out = output_dir(resolve_path(args.out))
+    except OutputError as error:
+        print(error, file=sys.stderr)
+        return 2
     report, split_rows = audit(records, registry.split_rules)
-    out = resolve_path(args.out)
     write_json(out / "audit.json", report)
     write_atomic(out / "audit.md", render_markdown(report))
     write_yaml(out / "args.yaml", vars(args))

@@ -51,12 +51,14 @@ def main(args) -> int:
     from cascade.pipeline import Cascade, WeightsError
     from cascade.report import InferenceWriter
     from cascade.sources import SourceError, iter_scans
-    from mri.cli import seed_everything
+    from mri.cli import DeviceError, check_device, seed_everything
+    from mri.files import OutputError
 
     seed_everything(args.seed)
     try:
+        check_device(args.device)
         cascade = Cascade.load(args.det_weights, args.cls_weights, args.conf, args.imgsz, args.device, args.cls_threshold)
-    except WeightsError as error:
+    except (WeightsError, DeviceError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     try:
@@ -64,7 +66,7 @@ def main(args) -> int:
         writer = InferenceWriter.create(args, cascade)
         start = time.perf_counter()
         writer.process(cascade, scans, args.batch)
-    except SourceError as error:
+    except (SourceError, OutputError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     summary = writer.finish(time.perf_counter() - start)

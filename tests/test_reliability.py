@@ -1,0 +1,182 @@
+"""Bad input a user can give: every case is one line or a skipped file, never a traceback or lost work."""
+
+import os
+import pickle
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from cascade.sources import SourceError, iter_scans
+from mri import PROJECT_ROOT
+from mri.cli import DeviceError, check_device
+from mri.files import OutputError, new_run_dir, output_dir, printable, write_atomic, write_csv
+
+
+def _png(path, seed=0):
+    cv2.imwrite(str(path), np.random.default_rng(seed).integers(0, 255, (16, 16), dtype=np.uint8))
+    return path
+
+
+# --- sources: what a batch is made of -------------------------------------------------------------
+
+def test_symlink_loops_and_broken_links_are_skipped_with_their_reason(tmp_path):
+    _png(tmp_path / "good.png")
+    (tmp_path / "self.png").symlink_to("self.png")
+    (tmp_path / "a").symlink_to("b")
+    (tmp_path / "b").symlink_to("a")
+    (tmp_path / "gone.png").symlink_to("missing.png")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "folder_link").symlink_to("sub")
+    results = list(iter_scans(str(tmp_path)))
+    scans = [s for s, _ in results if s is not None]
+    reasons = {os.path.basename(k.path): k.reason for _, k in results if k is not None}
+    assert [os.path.basename(s.path) for s in scans] == ["good.png"]
+    assert {"self.png", "a", "b"} <= set(reasons) and all("symbolic link loop" in reasons[n] for n in ("self.png", "a", "b"))
+    assert "broken symbolic link" in reasons["gone.png"] and "missing.png" in reasons["gone.png"]
+    assert "link to a folder" in reasons["folder_link"]
+
+
+def test_a_symlink_loop_given_as_the_source_is_one_line(tmp_path):
+    (tmp_path / "loop.png").symlink_to("loop.png")
+    with pytest.raises(SourceError, match="symbolic link loop"):
+        iter_scans(str(tmp_path / "loop.png"))
+
+
+@pytest.mark.parametrize("source", ["", "   "])
+def test_an_empty_source_is_refused_instead_of_scanning_the_current_folder(source):
+    with pytest.raises(SourceError, match="the source is empty"):
+        iter_scans(source)
+
+
+def test_a_reader_bug_costs_one_file_not_the_batch(tmp_path, monkeypatch):
+    import cascade.sources
+
+    _png(tmp_path / "a.png")
+    _png(tmp_path / "b.png", 1)
+    real = cascade.sources.read_scan
+
+    def flaky(path, **kwargs):
+        if path.name == "a.png":
+            raise IndexError("boom")
+        return real(path, **kwargs)
+
+    monkeypatch.setattr(cascade.sources, "read_scan", flaky)
+    results = list(iter_scans(str(tmp_path)))
+    assert [os.path.basename(s.path) for s, _ in results if s] == ["b.png"]
+    (skipped,) = [k for _, k in results if k]
+    assert "unexpected error" in skipped.reason and "IndexError: boom" in skipped.reason
+
+
+# --- writing results ----------------------------------------------------------------------------
+
+def test_non_utf8_file_names_are_written_with_their_bytes_escaped(tmp_path):
+    name = os.fsdecode(b"bad_\xff.jpg")  # how Python hands over such a name from the disk
+    assert printable(name) == "bad_\\xff.jpg" and printable("tumör.png") == "tumör.png"
+    write_csv(tmp_path / "r.csv", [{"image": name}])
+    assert (tmp_path / "r.csv").read_text(encoding="utf-8") == "image\nbad_\\xff.jpg\n"
+
+
+def test_a_failed_write_leaves_no_temporary_file_and_the_old_file_intact(tmp_path, monkeypatch):
+    target = write_atomic(tmp_path / "results.csv", "old\n")
+
+    def disk_full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        write_atomic(target, "new\n")
+    assert [p.name for p in tmp_path.iterdir()] == ["results.csv"] and target.read_text() == "old\n"
+
+
+# --- output folders -----------------------------------------------------------------------------
+
+def test_output_dir_never_reuses_a_folder_with_results(tmp_path):
+    wanted = tmp_path / "out"
+    assert output_dir(wanted) == wanted.resolve()  # new: made
+    assert output_dir(wanted) == wanted.resolve()  # still empty: used
+    (wanted / "metrics.json").write_text("{}")
+    assert output_dir(wanted) == (tmp_path / "out-2").resolve()
+    (tmp_path / "file").write_text("x")
+    assert output_dir(tmp_path / "file") == (tmp_path / "file-2").resolve() and (tmp_path / "file").read_text() == "x"
+
+
+@pytest.mark.parametrize("make", [output_dir, lambda p: new_run_dir(p.parent, p.name)])
+def test_an_output_folder_below_a_regular_file_is_one_line(tmp_path, make):
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(OutputError) as caught:
+        make(tmp_path / "notes.txt" / "deeper" / "out")
+    assert "notes.txt is a file" in str(caught.value) and "\n" not in str(caught.value)
+
+
+# --- devices ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("device", ["cpu", "", None])
+def test_cpu_is_always_there(device):
+    check_device(device)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+@pytest.mark.parametrize("device", ["0", "0,1", "cuda:0", "cuda"])
+def test_a_gpu_that_is_not_there_is_one_line(device):
+    with pytest.raises(DeviceError, match="no CUDA GPU is available on this machine"):
+        check_device(device)
+
+
+def test_a_device_that_is_not_a_device_is_one_line():
+    with pytest.raises(DeviceError, match="expected cpu, a GPU number"):
+        check_device("gpu-please")
+
+
+# --- detector weights ---------------------------------------------------------------------------
+
+class _Payload:
+    """Unpickling this creates a file: what a crafted checkpoint would do with something worse."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.parametrize("how", ["zip", "legacy", "plain-pickle"])
+def test_a_crafted_detector_file_runs_nothing(tmp_path, how):
+    from detect.val import load_detector
+
+    marker = tmp_path / "payload-ran"
+    weights = tmp_path / "detector.pt"
+    checkpoint = {"model": _Payload(marker), "train_args": {}}
+    if how == "zip":
+        torch.save(checkpoint, weights)
+    elif how == "legacy":
+        torch.save(checkpoint, weights, _use_new_zipfile_serialization=False)
+    else:
+        weights.write_bytes(pickle.dumps(checkpoint))
+    with pytest.raises(ValueError) as caught:
+        load_detector(weights)
+    assert not marker.exists(), "unpickling the crafted file ran its payload"
+    message = str(caught.value)
+    assert message.startswith(str(weights)) and "invalid weights" in message and "\n" not in message
+
+
+def test_the_shipped_detector_still_loads_safely():
+    from detect.val import load_detector, trained_image_size
+
+    weights = PROJECT_ROOT / "weights" / "detector.pt"
+    if not weights.is_file():
+        pytest.skip("no shipped weights in this checkout")
+    model = load_detector(weights)
+    assert trained_image_size(model) == 320
+    (result,) = model.predict(np.zeros((64, 64, 3), np.uint8), imgsz=64, verbose=False)
+    assert result.boxes is not None
+
+
+def test_a_freshly_trained_detector_loads_safely(tiny_weights):
+    from detect.val import load_detector
+
+    model = load_detector(tiny_weights["det"])
+    assert model.predict(np.zeros((96, 96, 3), np.uint8), imgsz=96, verbose=False)
