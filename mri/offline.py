@@ -3,11 +3,13 @@
 Every entry point imports this module first (``import mri.offline``). It sets the environment that
 ultralytics, timm/Hugging Face and fiftyone read at import time, gives ultralytics a config folder the
 project owns (with a real TTF as ``Arial.ttf``, so nothing tries to download a font), and turns their
-telemetry off. ``restore_torch_threads`` undoes ultralytics' one-thread training on small machines.
+telemetry off (OpenVINO's too). ``restore_torch_threads`` undoes ultralytics' one-thread training on small
+machines, and ``keep_torch_threads`` does the same for every ``predict``.
 """
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 from mri import PROJECT_ROOT
@@ -51,6 +53,13 @@ def configure() -> None:
     config_dir = Path(os.environ["YOLO_CONFIG_DIR"])
     # ultralytics keeps its font and settings.json in a sub-folder named after itself.
     _install_font(config_dir / "Ultralytics")
+    _silence_openvino_telemetry()
+
+
+def _silence_openvino_telemetry() -> None:
+    """``import openvino`` sends a usage event unless a consent file in the user's home says no; with its
+    telemetry package unimportable, OpenVINO falls back to the no-op stub it ships for that case."""
+    sys.modules.setdefault("openvino_telemetry", None)
 
 
 def disable_ultralytics_sync() -> None:
@@ -67,6 +76,12 @@ def restore_torch_threads(trainer=None) -> None:
     import torch
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
+
+
+def keep_torch_threads(model) -> None:
+    """Use every core in each ``predict`` of an ultralytics model: selecting the device there sets torch to
+    one thread on small CPUs (cores - 1), and it does so on every new predictor, after any earlier restore."""
+    model.add_callback("on_predict_start", restore_torch_threads)
 
 
 configure()
