@@ -1,20 +1,24 @@
 """The two-stage cascade: the detector proposes boxes, the classifier confirms each crop.
 
-``Cascade.load`` reads both models once; ``Cascade.run(images)`` handles a batch of slices and batches all
-their crops through the classifier in one go. Everything inference needs about the classifier (crop rule,
-input size, normalisation, classes, threshold) comes from its checkpoint.
+``Cascade.load`` reads both models once, from PyTorch, ONNX or OpenVINO weights (``cascade.backends``);
+``Cascade.run(images)`` handles a batch of slices and batches all their crops through the classifier in one
+go. Everything inference needs about the classifier (crop rule, input size, normalisation, classes,
+threshold) comes from its checkpoint, or from the contract an exported classifier carries.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from queue import Queue
 
 import numpy as np
 import torch
 
-from classify.checkpoint import CheckpointError, crop_rule_of, load_checkpoint, model_from_checkpoint
-from classify.crops import crops_for_boxes
+from classify.checkpoint import CheckpointError, crop_rule_of
+from classify.crops import crops_for_boxes, crops_for_boxes_batched
 from classify.presets import to_batch
 
 
@@ -32,6 +36,7 @@ class Detection:
     kept: bool
     crop: np.ndarray | None = None
     cam: np.ndarray | None = None
+    classified: bool = True  # False for boxes beyond ``top_k`` (their tumor_prob and type_prob are NaN)
 
     @property
     def score(self) -> float:
@@ -45,55 +50,87 @@ class Detection:
 
 
 class Cascade:
-    def __init__(self, detector, classifier, checkpoint: dict, imgsz: int, conf: float, device: str,
-                 cls_threshold: float | None = None):
-        self.detector, self.classifier, self.checkpoint = detector, classifier, checkpoint
+    def __init__(self, detector, classifier, imgsz: int, conf: float, device: str, cls_threshold: float | None = None):
+        """``classifier``: a head from ``cascade.backends.load_classifier``; its ``contract`` is the checkpoint's."""
+        self.detector, self.head = detector, classifier
+        self.checkpoint = classifier.contract
+        self.classifier = classifier.module  # the torch network, or None for an exported classifier
         self.imgsz, self.conf, self.device = imgsz, conf, device
-        self.rule = crop_rule_of(checkpoint)
-        self.threshold = float(checkpoint["thresholds"]["default"] if cls_threshold is None else cls_threshold)
-        self.types = list(checkpoint["classes"][1:])
+        self.rule = crop_rule_of(self.checkpoint)
+        self.threshold = float(self.checkpoint["thresholds"]["default"] if cls_threshold is None else cls_threshold)
+        self.types = list(self.checkpoint["classes"][1:])
+        torch_device = _torch_device(device)
+        scale = torch.tensor([255.0], device=torch_device)
+        self._mean = torch.tensor(self.checkpoint["mean"], device=torch_device).view(1, 3, 1, 1) * scale
+        self._std = torch.tensor(self.checkpoint["std"], device=torch_device).view(1, 3, 1, 1) * scale
 
     @classmethod
     def load(cls, det_weights: str | Path, cls_weights: str | Path, conf: float = 0.25, imgsz: int | None = None,
              device: str = "cpu", cls_threshold: float | None = None) -> "Cascade":
-        from detect.val import load_detector, trained_image_size
-        from mri.offline import restore_torch_threads
+        """Both heads from ``.pt``, ``.onnx`` or OpenVINO weights (each head in any format)."""
+        from cascade.backends import ExportedWeightsError, detector_image_size, load_classifier, load_detector
+        from mri.offline import keep_torch_threads, restore_torch_threads
 
         try:
             detector = load_detector(det_weights)
+            size = imgsz or detector_image_size(detector, det_weights)
         except (FileNotFoundError, ValueError) as error:
             raise WeightsError(f"{error} (the shipped weights are weights/detector.pt; see weights/README.md)") from None
         try:
-            checkpoint = load_checkpoint(cls_weights)
-        except CheckpointError as error:
+            classifier = load_classifier(cls_weights, _torch_device(device))
+        except (CheckpointError, ExportedWeightsError) as error:
             raise WeightsError(f"{error} (the shipped weights are weights/classifier.pt; see weights/README.md)") from None
-        classifier = model_from_checkpoint(checkpoint, _torch_device(device))
+        keep_torch_threads(detector)
         restore_torch_threads()
-        return cls(detector, classifier, checkpoint, imgsz or trained_image_size(detector), conf, device, cls_threshold)
+        return cls(detector, classifier, size, conf, device, cls_threshold)
 
     def detect(self, images: list[np.ndarray], conf: float | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Detector boxes (pixels) and scores for each image."""
+        """Detector boxes (pixels) and scores for each image, highest score first."""
         outputs = self.detector.predict(images, imgsz=self.imgsz, conf=self.conf if conf is None else conf,
                                         device=self.device, verbose=False, max_det=100)
         return [(o.boxes.xyxy.cpu().numpy().astype(np.float32), o.boxes.conf.cpu().numpy().astype(np.float32)) for o in outputs]
 
-    @torch.no_grad()
     def classify(self, crops: np.ndarray) -> np.ndarray:
+        """Class probabilities of uint8 crops (N, size, size, 3) as ``crop_for_classifier`` cuts them."""
         if len(crops) == 0:
             return np.zeros((0, len(self.checkpoint["classes"])), np.float32)
-        batch = to_batch(crops, self.checkpoint["mean"], self.checkpoint["std"]).to(_torch_device(self.device))
-        return self.classifier(batch).softmax(1).cpu().numpy()
+        return self.head(to_batch(crops, self.checkpoint["mean"], self.checkpoint["std"]))
+
+    def classify_boxes(self, images: list[np.ndarray], boxes: list[np.ndarray]) -> np.ndarray:
+        """Class probabilities of every box of every image, in order, all crops in one classifier batch.
+
+        On a GPU the crops are cut and resized together on the device (``crops_for_boxes_batched``); on the
+        CPU OpenCV's per-box crop is faster, and both give the same crops within rounding.
+        """
+        if sum(len(b) for b in boxes) == 0:
+            return np.zeros((0, len(self.checkpoint["classes"])), np.float32)
+        torch_device = _torch_device(self.device)
+        if torch_device.type == "cpu":
+            return self.classify(np.concatenate([crops_for_boxes(image, b, self.rule) for image, b in zip(images, boxes)]))
+        crops = crops_for_boxes_batched(images, boxes, self.rule, torch_device)
+        batch = (crops.flip(1) - self._mean) / self._std  # the images are BGR; the classifier takes RGB
+        return self.head(batch)
 
     def run(self, images: list[np.ndarray], keep_crops: bool = False, cam: bool = False,
-            conf: float | None = None) -> list[list[Detection]]:
-        """Detections for each image, every detector box with the classifier's verdict."""
+            conf: float | None = None, top_k: int | None = None) -> list[list[Detection]]:
+        """Detections for each image, every detector box with the classifier's verdict.
+
+        ``top_k``: classify only the k highest-scoring boxes of each image; the others come back with
+        ``classified=False``, NaN probabilities and ``kept=False`` (evaluation at a low confidence uses it).
+        """
         proposals = self.detect(images, conf)
-        crops = [crops_for_boxes(image, boxes, self.rule) for image, (boxes, _) in zip(images, proposals)]
-        probabilities = self.classify(np.concatenate(crops)) if crops else np.zeros((0, 1))
+        chosen = [boxes if top_k is None else boxes[:top_k] for boxes, _ in proposals]  # detect() sorts by score
+        probabilities = self.classify_boxes(images, chosen)
+        want_crops = keep_crops or cam
         results, offset = [], 0
-        for image_crops, (boxes, scores) in zip(crops, proposals):
+        for image, picked, (boxes, scores) in zip(images, chosen, proposals):
+            image_crops = crops_for_boxes(image, picked, self.rule) if want_crops else None
             detections = []
             for i, (box, score) in enumerate(zip(boxes, scores)):
+                if i >= len(picked):
+                    detections.append(Detection(box=box.tolist(), det_score=float(score), tumor_prob=float("nan"),
+                                                type=self.types[0], type_prob=float("nan"), kept=False, classified=False))
+                    continue
                 p = probabilities[offset + i]
                 tumor_prob = float(1.0 - p[0])
                 type_index = int(p[1:].argmax())
@@ -102,15 +139,24 @@ class Cascade:
                     type_prob=float(p[1 + type_index] / max(tumor_prob, 1e-9)), kept=tumor_prob >= self.threshold,
                     crop=image_crops[i] if keep_crops else None,
                 ))
-            offset += len(boxes)
+            offset += len(picked)
             if cam:
                 self._add_cams(image_crops, detections)
             results.append(detections)
         return results
 
+    def threads(self) -> dict:
+        """Threads each part uses now: torch (detector and crops) and the classifier's runtime."""
+        return {"torch": torch.get_num_threads(), "classifier": self.head.threads(), "classifier_format": self.head.format}
+
     def _add_cams(self, crops: np.ndarray, detections: list[Detection]) -> None:
         from cascade.gradcam import grad_cam
 
+        if self.classifier is None:
+            if not getattr(self, "_cam_warned", False):
+                print("warning: Grad-CAM needs the PyTorch classifier (.pt); no heat maps with exported weights")
+                self._cam_warned = True
+            return
         kept = [i for i, d in enumerate(detections) if d.kept]
         if not kept:
             return
@@ -133,6 +179,32 @@ def _cam_for_box(heat: np.ndarray, rule, box) -> np.ndarray:
     right = max(left + 1, int(round((x2 - (cx - side / 2)) / side * size)))
     bottom = max(top + 1, int(round((y2 - (cy - side / 2)) / side * size)))
     return heat[max(top, 0) : bottom, max(left, 0) : right]
+
+
+def prefetched(chunks: Iterable, load: Callable, depth: int = 2) -> Iterator[tuple]:
+    """``(chunk, load(chunk))`` for each chunk, loading the next ones in a thread while the caller computes.
+
+    Scan decoding (OpenCV, pydicom) mostly releases the GIL, so it overlaps with the models' work. An
+    exception from ``load`` reaches the caller at that chunk.
+    """
+    queue: Queue = Queue(maxsize=depth)
+    done = object()
+
+    def produce():
+        for chunk in chunks:
+            try:
+                queue.put((chunk, load(chunk), None))
+            except Exception as error:  # handed to the consumer, which raises it in its own thread
+                queue.put((chunk, None, error))
+                return
+        queue.put(done)
+
+    threading.Thread(target=produce, daemon=True).start()
+    while (item := queue.get()) is not done:
+        chunk, loaded, error = item
+        if error is not None:
+            raise error
+        yield chunk, loaded
 
 
 def _torch_device(device: str) -> torch.device:
