@@ -21,6 +21,7 @@ from mri.cli import resolve_path
 from mri.files import write_yaml
 from mri.offline import RUNS_DIR, disable_ultralytics_sync
 from mri.registry import DatasetError, load_registry
+from mri.scan_io import first_line
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -53,16 +54,81 @@ def get_args_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--name", default=None, help="run folder name under runs/detect/ (default: <model>-<imgsz>)")
     run.add_argument("--project", default=str(RUNS_DIR / "detect"), help="parent folder of run folders")
-    run.add_argument("--resume", default=None, metavar="RUN_OR_LAST_PT", help="continue an interrupted run")
+    run.add_argument("--resume", default=None, metavar="RUN_OR_LAST_PT",
+                     help="continue an interrupted run (in its folder, with its own --hyp; other flags are ignored)")
     return parser
+
+
+class ResumeError(ValueError):
+    """A run that cannot be resumed: missing, damaged or finished. One line saying what to do instead."""
 
 
 def find_last_checkpoint(run: str | Path) -> Path:
     path = resolve_path(run)
     candidate = path / "weights" / "last.pt" if path.is_dir() else path
     if not candidate.is_file():
-        raise FileNotFoundError(f"{run}: no weights/last.pt to resume from")
+        raise ResumeError(f"{run}: no weights/last.pt to resume from (give a run folder under runs/detect/ or its last.pt)")
     return candidate
+
+
+def check_resumable(last: Path) -> int:
+    """The last finished epoch (0-based) of an interrupted run's ``last.pt``; ``ResumeError`` if it cannot go on.
+
+    The file is read with ultralytics' weights-only loading, so a damaged or crafted file is refused
+    before ultralytics would, unresumable, start a new training on its own sample data instead.
+    """
+    from ultralytics.nn.tasks import torch_safe_load
+
+    from detect.val import ultralytics_safe_loading
+
+    try:
+        with ultralytics_safe_loading():
+            checkpoint, _ = torch_safe_load(str(last))
+    except Exception as error:  # ultralytics and torch raise many types for a damaged file
+        detail = first_line(error).replace("ERROR ❌️", "").replace(str(last), "the file").strip()
+        raise ResumeError(f"{last}: damaged or not a training checkpoint, cannot resume ({detail[:160]})") from None
+    epoch = checkpoint.get("epoch", -1) if isinstance(checkpoint, dict) else -1
+    epochs = (checkpoint.get("train_args") or {}).get("epochs", 0) if isinstance(checkpoint, dict) else 0
+    if not isinstance(epoch, int) or epoch < 0 or checkpoint.get("optimizer") is None or epoch + 1 >= int(epochs or 0):
+        run = last.parent.parent if last.parent.name == "weights" else last.parent
+        raise ResumeError(f"{run}: this run is finished, there is nothing to resume; to train on from its weights, "
+                          f"start a new run: python -m detect.train --model {run / 'weights' / 'best.pt'} --epochs N")
+    return epoch
+
+
+def saved_hyp(run: Path) -> str | None:
+    """The augmentation preset a run was started with (its cli_args.yaml), or None when it has none."""
+    import yaml
+
+    try:
+        saved = yaml.safe_load((run / "cli_args.yaml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    hyp = saved.get("hyp") if isinstance(saved, dict) else None
+    return hyp if isinstance(hyp, str) and hyp else None
+
+
+def resume(args) -> int:
+    """Continue an interrupted run in its own folder, with its own preset; one line and 2 if it cannot."""
+    from ultralytics import YOLO
+
+    from detect.engine import PRESET_ENV, MRIDetectionTrainer
+    from detect.presets import load_preset
+
+    try:
+        last = find_last_checkpoint(args.resume)
+        epoch = check_resumable(last)
+        run = last.parent.parent if last.parent.name == "weights" else last.parent
+        hyp = saved_hyp(run) or args.hyp
+        load_preset(hyp)
+    except (ResumeError, FileNotFoundError, ValueError) as error:
+        print(error, file=sys.stderr)
+        return 2
+    print(f"resuming {run} after epoch {epoch + 1} with augmentation preset '{hyp}'")
+    os.environ[PRESET_ENV] = hyp
+    # save_dir: the run folder where it is now, even if it (or MRI_RUNS_DIR) moved since it started.
+    YOLO(str(last)).train(resume=True, trainer=MRIDetectionTrainer, save_dir=str(run))
+    return 0
 
 
 def main(args) -> int:
@@ -73,10 +139,7 @@ def main(args) -> int:
 
     disable_ultralytics_sync()
     if args.resume:
-        last = find_last_checkpoint(args.resume)
-        os.environ[PRESET_ENV] = args.hyp
-        YOLO(str(last)).train(resume=True, trainer=MRIDetectionTrainer)
-        return 0
+        return resume(args)
     try:
         preset = load_preset(args.hyp)
         source = model_source(args.model)

@@ -1,6 +1,8 @@
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -71,13 +73,16 @@ def test_val_on_a_coco_file_given_by_path(trained_run, tmp_path):
     assert json.loads((tmp_path / "out" / "metrics.json").read_text())["overall"]["n_boxes"] == 2
 
 
-def test_resume_continues_an_interrupted_run(tmp_path):
+@pytest.fixture(scope="module")
+def interrupted_run(tmp_path_factory):
+    """A two-epoch training cut after its first epoch, as a power cut would leave it."""
     from ultralytics import YOLO
 
     from detect.engine import MRIDetectionTrainer
 
-    data = make_yolo_dataset(tmp_path / "data", per_split={"train": 6, "val": 2}, size=64)
-    (tmp_path / "data.yaml").write_text(f"path: {data}\ntrain: images/train\nval: images/val\nnames: [a, b, c]\n")
+    root = tmp_path_factory.mktemp("interrupted")
+    data = make_yolo_dataset(root / "data", per_split={"train": 6, "val": 2}, size=64)
+    (root / "data.yaml").write_text(f"path: {data}\ntrain: images/train\nval: images/val\nnames: [a, b, c]\n")
 
     def interrupt(trainer):
         if trainer.epoch == 0:
@@ -86,12 +91,63 @@ def test_resume_continues_an_interrupted_run(tmp_path):
     model = YOLO("yolov5n.yaml")
     model.add_callback("on_fit_epoch_end", interrupt)
     with pytest.raises(KeyboardInterrupt):
-        model.train(trainer=MRIDetectionTrainer, data=str(tmp_path / "data.yaml"), epochs=2, imgsz=64, batch=4,
-                    workers=0, device="cpu", project=str(tmp_path / "runs"), name="cut", plots=False)
-    run = tmp_path / "runs" / "cut"
-    assert (run / "weights" / "last.pt").is_file()
+        model.train(trainer=MRIDetectionTrainer, data=str(root / "data.yaml"), epochs=2, imgsz=64, batch=4,
+                    workers=0, device="cpu", project=str(root / "runs"), name="cut", plots=False)
+    assert (root / "runs" / "cut" / "weights" / "last.pt").is_file()
+    return root / "runs" / "cut"
+
+
+def _copy_run(run, tmp_path):
+    import shutil
+
+    return Path(shutil.copytree(run, tmp_path / "moved" / run.name))
+
+
+def test_resume_continues_an_interrupted_run(interrupted_run, tmp_path):
+    run = _copy_run(interrupted_run, tmp_path)  # also moved: the run goes on where it is now
     assert detect_train.main(detect_train.get_args_parser().parse_args(["--resume", str(run)])) == 0
     assert (run / "results.csv").read_text().count("\n") == 3
+    assert (interrupted_run / "results.csv").read_text().count("\n") == 2
+
+
+def test_resume_keeps_the_runs_own_preset(interrupted_run, tmp_path, monkeypatch):
+    from ultralytics import YOLO
+
+    from detect.engine import PRESET_ENV
+
+    run = _copy_run(interrupted_run, tmp_path)
+    (run / "cli_args.yaml").write_text("hyp: default\nepochs: 2\n")
+    seen = {}
+
+    def fake_train(self, **kwargs):
+        seen.update(kwargs, preset=os.environ[PRESET_ENV])
+
+    monkeypatch.setattr(YOLO, "train", fake_train)
+    monkeypatch.setenv(PRESET_ENV, "mri")
+    assert detect_train.main(detect_train.get_args_parser().parse_args(["--resume", str(run)])) == 0
+    assert seen["preset"] == "default" and seen["resume"] is True and seen["save_dir"] == str(run)
+
+
+def test_resume_of_a_finished_run_is_refused_with_how_to_train_on(trained_run, capsys, monkeypatch):
+    from ultralytics import YOLO
+
+    monkeypatch.setattr(YOLO, "train", lambda self, **kwargs: pytest.fail("a new training was started"))
+    args = detect_train.get_args_parser().parse_args(["--resume", str(trained_run.run)])
+    assert detect_train.main(args) == 2
+    error = capsys.readouterr().err.strip()
+    assert "this run is finished" in error and "--model" in error and "best.pt" in error and "\n" not in error
+
+
+def test_resume_of_a_truncated_or_missing_checkpoint_is_one_line(interrupted_run, tmp_path, capsys):
+    run = _copy_run(interrupted_run, tmp_path)
+    last = run / "weights" / "last.pt"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+    assert detect_train.main(detect_train.get_args_parser().parse_args(["--resume", str(run)])) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(str(last)) and "damaged" in error and "\n" not in error
+    assert detect_train.main(detect_train.get_args_parser().parse_args(["--resume", str(tmp_path / "nope")])) == 2
+    error = capsys.readouterr().err.strip()
+    assert "no weights/last.pt to resume from" in error and "\n" not in error
 
 
 def test_multi_gpu_device_reaches_ultralytics_ddp(monkeypatch, tiny_registry):
