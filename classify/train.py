@@ -66,10 +66,27 @@ def pretrained_source(arch: str, pretrained: str) -> str | None:
     return None if pretrained in ("none", "") else pretrained
 
 
+def resumable_checkpoint(resume: str) -> dict:
+    """The checkpoint of an interrupted run (its last.pt, or the run folder); one-line ``CheckpointError`` if
+    it is missing, damaged, not a training checkpoint or already finished."""
+    from classify.checkpoint import CheckpointError, load_checkpoint
+
+    path = resolve_path(resume)
+    path = path / "last.pt" if path.is_dir() else path
+    checkpoint = load_checkpoint(path)
+    if "optimizer" not in checkpoint or not isinstance(checkpoint.get("args"), dict) or "epoch" not in checkpoint:
+        raise CheckpointError(f"{path}: not a training checkpoint (no optimizer state); resume from a run's last.pt")
+    epochs = checkpoint["args"].get("epochs")
+    if isinstance(epochs, int) and checkpoint["epoch"] + 1 >= epochs:
+        raise CheckpointError(f"{path}: this run is finished (all {epochs} epochs trained), there is nothing to resume; "
+                              "start a new run to train longer")
+    return checkpoint
+
+
 def main(args) -> int:
     import numpy as np
 
-    from classify.checkpoint import CheckpointError, load_checkpoint
+    from classify.checkpoint import CheckpointError
     from classify.crop_data import CropRecipe, cached_split, class_names, mine_hard_negatives, split_records
     from classify.crops import CropRule
     from classify.distributed import broadcast_object, cleanup, init_distributed, resolve_device
@@ -81,7 +98,7 @@ def main(args) -> int:
     resumed = None
     if args.resume:
         try:
-            resumed = load_checkpoint(resolve_path(args.resume))
+            resumed = resumable_checkpoint(args.resume)
         except CheckpointError as error:
             print(error, file=sys.stderr)
             return 2

@@ -180,3 +180,37 @@ def test_a_freshly_trained_detector_loads_safely(tiny_weights):
 
     model = load_detector(tiny_weights["det"])
     assert model.predict(np.zeros((96, 96, 3), np.uint8), imgsz=96, verbose=False)
+
+
+# --- classifier resume --------------------------------------------------------------------------
+
+def _classifier_checkpoint(path, **extra):
+    from classify.checkpoint import REQUIRED
+
+    torch.save({**{key: None for key in REQUIRED}, "args": {"epochs": 3}, **extra}, path)
+    return path
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"epoch": 2, "optimizer": {}}, "this run is finished (all 3 epochs trained)"),
+    ({"epoch": 0}, "not a training checkpoint (no optimizer state)"),
+])
+def test_classifier_resume_refuses_finished_or_final_weights(tmp_path, extra, message):
+    from classify.checkpoint import CheckpointError
+    from classify.train import resumable_checkpoint
+
+    path = _classifier_checkpoint(tmp_path / "last.pt", **extra)
+    with pytest.raises(CheckpointError) as caught:
+        resumable_checkpoint(str(path))
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_classifier_resume_takes_a_run_folder_or_its_last_pt(tmp_path):
+    from classify.checkpoint import CheckpointError
+    from classify.train import resumable_checkpoint
+
+    _classifier_checkpoint(tmp_path / "last.pt", epoch=0, optimizer={})
+    assert resumable_checkpoint(str(tmp_path))["epoch"] == 0
+    (tmp_path / "cut.pt").write_bytes((tmp_path / "last.pt").read_bytes()[:200])
+    with pytest.raises(CheckpointError, match="not a readable classifier checkpoint"):
+        resumable_checkpoint(str(tmp_path / "cut.pt"))
