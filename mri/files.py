@@ -20,7 +20,7 @@ def write_atomic(path: str | Path, data: str | bytes) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = data if isinstance(data, bytes) else printable(data).encode("utf-8")
+    payload = data if isinstance(data, bytes) else _utf8_safe(data).encode("utf-8")
     with tempfile.NamedTemporaryFile("wb", dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
         try:
             handle.write(payload)
@@ -34,12 +34,26 @@ def write_atomic(path: str | Path, data: str | bytes) -> Path:
     return path
 
 
+def one_line(text: str) -> str:
+    """``text`` with line breaks and other control characters shown as escapes, so it prints as one line."""
+    return text.translate(_CONTROL_ESCAPES) if any(ord(ch) < 32 or ord(ch) == 127 for ch in text) else text
+
+
+_CONTROL_ESCAPES = {code: repr(chr(code))[1:-1] for code in [*range(32), 127]}
+
+
 def printable(text: str) -> str:
-    """``text`` safe to write or print as UTF-8.
+    """``text`` safe to write or print as UTF-8, on one line.
 
     File names that are not valid UTF-8 (common on shares written by old scanners) reach Python with their
-    odd bytes as lone surrogates; those bytes are shown as ``\\xNN`` (``bad_\\xff.jpg``).
+    odd bytes as lone surrogates; those bytes are shown as ``\\xNN`` (``bad_\\xff.jpg``), as are line
+    breaks and other control characters in a name.
     """
+    return _utf8_safe(one_line(text))
+
+
+def _utf8_safe(text: str) -> str:
+    """``text`` with lone surrogates (undecodable file-name bytes) shown as ``\\xNN``."""
     try:
         text.encode("utf-8")
         return text

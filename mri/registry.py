@@ -20,6 +20,7 @@ import numpy as np
 import yaml
 
 from mri import PROJECT_ROOT
+from mri.files import one_line
 from mri.scan_io import IMAGE_SUFFIXES, first_line
 
 DEFAULT_REGISTRY = PROJECT_ROOT / "datasets.yaml"
@@ -32,7 +33,8 @@ class DatasetError(ValueError):
     """Problems found in the registry or in a dataset; ``problems`` holds one line each."""
 
     def __init__(self, problems: list[str]):
-        self.problems = list(dict.fromkeys(problems))  # one line per problem, even if met per split
+        # one line per problem (names from files may hold line breaks), each once even if met per split
+        self.problems = list(dict.fromkeys(one_line(str(p)) for p in problems))
         super().__init__("\n".join(self.problems))
 
 

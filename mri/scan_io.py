@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mri.files import one_line
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 DICOM_SUFFIXES = {".dcm", ".dicom", ".ima"}
 NIFTI_SUFFIXES = {".nii", ".nii.gz"}
@@ -27,8 +29,8 @@ class ScanReadError(ValueError):
 
     def __init__(self, path: str | Path, reason: str):
         self.path = str(path)
-        self.reason = reason
-        super().__init__(f"{path}: {reason}")
+        self.reason = one_line(reason)
+        super().__init__(f"{one_line(self.path)}: {self.reason}")
 
 
 @dataclass
@@ -121,8 +123,9 @@ def to_uint8(pixels: np.ndarray, low: float | None = None, high: float | None = 
         return np.zeros(pixels.shape, np.uint8)
     if low is None or high is None:
         low, high = np.percentile(finite, [0.5, 99.5])
-    if high <= low:
-        high = low + 1.0
+    low, high = float(low), float(high)
+    if not high - low > 0:  # a flat window, also where low + 1 rounds back to low (huge values)
+        high = low + max(1.0, abs(low) * 1e-6)
     scaled = (np.nan_to_num(pixels, nan=low) - low) * (255.0 / (high - low))
     return np.clip(scaled, 0, 255).round().astype(np.uint8)
 
@@ -237,6 +240,7 @@ def _read_dicom_quietly(path: Path) -> list[Scan]:
 
 def _header_number(dataset, keyword: str, default: float, path: Path) -> float:
     """A numeric DICOM header value (the first of several); one-line ``ScanReadError`` when it is not a number."""
+    value = None
     try:
         value = getattr(dataset, keyword, None)
         if value is None or value == "":
