@@ -111,6 +111,34 @@ def detector_metadata(path: str | Path) -> dict:
     return metadata
 
 
+def keep_detector_threads(model, weights: str | Path) -> None:
+    """Thread policy of every predict: a PyTorch detector gets every core for torch; an exported one leaves
+    the cores to ONNX Runtime's or OpenVINO's own pool, and torch (only pre- and post-processing then) keeps
+    ultralytics' smaller count: more torch threads waiting beside those pools measured slower (2-core CPU)."""
+    from mri.offline import keep_torch_threads, restore_torch_threads
+
+    if weights_format(weights) == "pytorch":
+        keep_torch_threads(model)
+        restore_torch_threads()
+
+
+def detector_threads(model) -> int:
+    """Threads the detector's runtime uses (known after its first predict): ONNX Runtime's, OpenVINO's or torch's."""
+    import torch
+
+    backend = getattr(getattr(getattr(model, "predictor", None), "model", None), "backend", None)
+    session = getattr(backend, "session", None)
+    if session is not None:
+        import psutil
+
+        # 0 means ONNX Runtime's default: one thread per physical core
+        return session.get_session_options().intra_op_num_threads or psutil.cpu_count(logical=False) or 1
+    compiled = getattr(backend, "ov_compiled_model", None)
+    if compiled is not None:
+        return int(compiled.get_property("INFERENCE_NUM_THREADS"))
+    return torch.get_num_threads()
+
+
 def detector_image_size(model, weights: str | Path) -> int:
     """The input size a detector was trained (or exported) at."""
     from detect.val import trained_image_size

@@ -68,8 +68,8 @@ class Cascade:
     def load(cls, det_weights: str | Path, cls_weights: str | Path, conf: float = 0.25, imgsz: int | None = None,
              device: str = "cpu", cls_threshold: float | None = None) -> "Cascade":
         """Both heads from ``.pt``, ``.onnx`` or OpenVINO weights (each head in any format)."""
-        from cascade.backends import ExportedWeightsError, detector_image_size, load_classifier, load_detector
-        from mri.offline import keep_torch_threads, restore_torch_threads
+        from cascade.backends import (ExportedWeightsError, detector_image_size, keep_detector_threads, load_classifier,
+                                      load_detector)
 
         try:
             detector = load_detector(det_weights)
@@ -80,8 +80,7 @@ class Cascade:
             classifier = load_classifier(cls_weights, _torch_device(device))
         except (CheckpointError, ExportedWeightsError) as error:
             raise WeightsError(f"{error} (the shipped weights are weights/classifier.pt; see weights/README.md)") from None
-        keep_torch_threads(detector)
-        restore_torch_threads()
+        keep_detector_threads(detector, det_weights)
         return cls(detector, classifier, size, conf, device, cls_threshold)
 
     def detect(self, images: list[np.ndarray], conf: float | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -112,14 +111,18 @@ class Cascade:
         return self.head(batch)
 
     def run(self, images: list[np.ndarray], keep_crops: bool = False, cam: bool = False,
-            conf: float | None = None, top_k: int | None = None) -> list[list[Detection]]:
+            conf: float | None = None, top_k: int | None = None, always_above: float = 1.0) -> list[list[Detection]]:
         """Detections for each image, every detector box with the classifier's verdict.
 
-        ``top_k``: classify only the k highest-scoring boxes of each image; the others come back with
-        ``classified=False``, NaN probabilities and ``kept=False`` (evaluation at a low confidence uses it).
+        ``top_k``: classify only the k highest-scoring boxes of each image, and any other box whose detector
+        score reaches ``always_above``; the rest come back with ``classified=False``, NaN probabilities and
+        ``kept=False`` (evaluation at a low confidence uses it).
         """
         proposals = self.detect(images, conf)
-        chosen = [boxes if top_k is None else boxes[:top_k] for boxes, _ in proposals]  # detect() sorts by score
+        if top_k is None:
+            chosen = [boxes for boxes, _ in proposals]
+        else:  # detect() sorts by score, so the chosen boxes are a prefix
+            chosen = [boxes[: max(top_k, int((scores >= always_above).sum()))] for boxes, scores in proposals]
         probabilities = self.classify_boxes(images, chosen)
         want_crops = keep_crops or cam
         results, offset = [], 0
@@ -146,8 +149,11 @@ class Cascade:
         return results
 
     def threads(self) -> dict:
-        """Threads each part uses now: torch (detector and crops) and the classifier's runtime."""
-        return {"torch": torch.get_num_threads(), "classifier": self.head.threads(), "classifier_format": self.head.format}
+        """Threads each part uses now: the detector's runtime, torch (crops, PyTorch heads), the classifier's."""
+        from cascade.backends import detector_threads
+
+        return {"detector": detector_threads(self.detector), "torch": torch.get_num_threads(),
+                "classifier": self.head.threads(), "classifier_format": self.head.format}
 
     def _add_cams(self, crops: np.ndarray, detections: list[Detection]) -> None:
         from cascade.gradcam import grad_cam
