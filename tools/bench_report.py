@@ -2,10 +2,13 @@
 
     make bench                       # measures everything into runs/bench-<time>/ and calls this
     python tools/bench_report.py --from runs/bench-20261127-0210 --compare runs/bench/compare_classifiers
+    python tools/bench_report.py --from runs/bench/cascade --only inference   # replace just that section
 
 Reads, from the --from folder: eval/<dataset>/metrics.json (tools/evaluate.py on each test split),
 detect-val/metrics.json, classify-val/metrics.json, bench-detect/bench_detect.json and
-bench-cascade/bench_cascade.json; and compare_classifiers.json from --compare.
+bench-cascade/bench_cascade.json; and compare_classifiers.json from --compare. With --only inference, the
+--from folder holds bench_cascade.json (or bench-cascade/bench_cascade.json) and only the inference section
+of the existing REPORT.md is replaced; every other section stays as it was.
 """
 
 from __future__ import annotations
@@ -27,7 +30,36 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--from", dest="source", required=True, help="the folder make bench measured into")
     parser.add_argument("--compare", default=None, help="folder of tools/compare_classifiers.py's report")
     parser.add_argument("--out", default=str(PROJECT_ROOT / "benchmarks"))
+    parser.add_argument("--only", choices=["inference"], default=None,
+                        help="regenerate only this section of the existing REPORT.md")
     return parser
+
+
+INFERENCE_HEADING = "## Inference throughput (`python tools/bench_cascade.py`)"
+
+
+def replace_section(report: str, heading: str, lines: list[str]) -> str:
+    """``report`` with the section under ``heading`` (up to the next ``## ``) replaced by ``lines``; appended if absent."""
+    old = report.split("\n")
+    if heading not in old:
+        return report.rstrip("\n") + "\n\n" + "\n".join([heading, "", *lines]) + "\n"
+    start = old.index(heading)
+    end = next((i for i in range(start + 1, len(old)) if old[i].startswith("## ")), len(old))
+    tail = old[end:] if end < len(old) else [""]
+    return "\n".join(old[:start] + [heading, "", *lines, ""] + tail)
+
+
+def inference_only(source: Path, out: Path) -> int:
+    bench = next((p for p in (source / "bench_cascade.json", source / "bench-cascade" / "bench_cascade.json") if p.is_file()), None)
+    report_file = out / "REPORT.md"
+    if bench is None or not report_file.is_file():
+        print(f"error: {source}: no bench_cascade.json, or {report_file} missing", file=sys.stderr)
+        return 2
+    lines = bench_cascade_lines(json.loads(bench.read_text()))
+    write_atomic(report_file, replace_section(report_file.read_text(), INFERENCE_HEADING, lines))
+    shutil.copyfile(bench, out / "bench_cascade.json")
+    print(f"inference section of {report_file} regenerated from {bench}")
+    return 0
 
 
 def _read(path: Path) -> dict | None:
@@ -54,6 +86,8 @@ def main(args) -> int:
     source = resolve_path(args.source)
     out = resolve_path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.only == "inference":
+        return inference_only(source, out)
     evaluations = {p.parent.name: _read(p) for p in sorted((source / "eval").glob("*/metrics.json"))}
     detect_val = _read(source / "detect-val" / "metrics.json")
     classify_val = _read(source / "classify-val" / "metrics.json")
@@ -98,7 +132,7 @@ def main(args) -> int:
                   f"{bench_detect['plain_ultralytics']['images_per_s']} images/s: **{bench_detect['speedup']}x** "
                   f"({bench_detect['date']}, {bench_detect['machine']}).", ""]
     if bench_cascade:
-        lines += ["## Inference throughput (`python tools/bench_cascade.py`)", "", *bench_cascade_lines(bench_cascade), ""]
+        lines += [INFERENCE_HEADING, "", *bench_cascade_lines(bench_cascade), ""]
     write_atomic(out / "REPORT.md", "\n".join(lines))
     for path in [*(source / "eval").glob("*/metrics.json")]:
         shutil.copyfile(path, out / f"eval_{path.parent.name}.json")
