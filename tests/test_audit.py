@@ -97,3 +97,15 @@ def test_audit_cli_reports_registry_problems_in_one_line_each(tmp_path, tiny_reg
     )
     assert result.returncode == 2
     assert result.stderr.strip() == f"{label}:1: malformed label line '0 0.5' (expected 'class x_center y_center width height')"
+
+
+def test_audit_cli_never_overwrites_an_earlier_audit(tiny_registry, tmp_path):
+    out = tmp_path / "audit"
+    command = [sys.executable, str(PROJECT_ROOT / "tools" / "audit.py"), "--registry", str(tiny_registry), "--out", str(out)]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    (out / "audit.md").write_text("my notes on the first audit")
+    second = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 0, second.stderr
+    assert (out / "audit.md").read_text() == "my notes on the first audit"
+    assert (tmp_path / "audit-2" / "audit.json").is_file() and str(tmp_path / "audit-2") in second.stdout

@@ -63,6 +63,17 @@ def test_val_reports_coco_and_ultralytics_map_that_agree(trained_run, tmp_path):
     assert (out / "froc.png").is_file() and (out / "pr_curve.png").is_file()
 
 
+def test_val_never_overwrites_an_earlier_result(trained_run, tmp_path):
+    out = tmp_path / "val"
+    out.mkdir()
+    (out / "metrics.json").write_text('{"mine": 1}')
+    result = _cli("detect.val", "--weights", trained_run.run / "weights" / "last.pt", "--registry", trained_run.registry,
+                  "--split", "val", "--out", out, "--imgsz", 64)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (out / "metrics.json").read_text() == '{"mine": 1}'
+    assert json.loads((tmp_path / "val-2" / "metrics.json").read_text())["overall"]["n_images"] == 4
+
+
 def test_val_on_a_coco_file_given_by_path(trained_run, tmp_path):
     from synthetic import make_coco_dataset
 
