@@ -6,7 +6,10 @@ Labels: 0 no tumor, 1..K the project's tumor types in registry order, and K+1 "t
 * positives: every ground-truth box; in training also jittered copies that imitate a detector's box error
   (centre shift, scale and aspect change);
 * negatives: boxes of tumor-sized squares inside the head of tumor-free scans, boxes on tumor scans that do
-  not touch any tumor, and (``hard_negatives``) a trained detector's false positives.
+  not touch any tumor;
+* proposals (optional): a trained detector's own boxes on the same scans, labelled by their overlap with
+  ground truth (``label_proposals``), so the classifier also learns from what it will be shown at inference:
+  loose and shifted boxes around tumors, and the detector's false positives.
 
 Each split is decoded once and cached as ``runs/crops/<hash>/<split>.npz`` so training is compute-bound.
 """
@@ -31,7 +34,7 @@ from mri.scan_io import ScanReadError, read_scan
 from mri.splits import registry_records
 
 CACHE_VERSION = 1
-KINDS = ("box", "jitter", "negative_scan", "away_from_tumor", "hard")
+KINDS = ("box", "jitter", "negative_scan", "away_from_tumor", "hard", "proposal")
 
 
 def class_names(registry: Registry) -> list[str]:
@@ -61,8 +64,10 @@ class CropRecipe:
     scale: float = 0.15  # std of the log size change
     negatives_per_clean_scan: int = 2
     negatives_per_tumor_scan: int = 1
-    hard_negatives_per_scan: int = 2
-    hard_negative_min_conf: float = 0.05
+    proposals_per_scan: int = 4  # a detector's highest-scoring boxes per scan
+    proposal_min_conf: float = 0.05
+    proposal_tumor_iou: float = 0.5  # a proposal overlapping a tumor this much is that tumor
+    proposal_negative_iou: float = 0.3  # one overlapping every tumor less is "no tumor"; between: left out
 
 
 def head_box(image: np.ndarray) -> tuple[int, int, int, int]:
@@ -106,8 +111,11 @@ def crop_label(cls: str, registry: Registry) -> int:
 
 
 def build_split(records: list[LabeledImage], registry: Registry, rule: CropRule, train: bool, seed: int,
-                recipe: CropRecipe = CropRecipe(), hard_boxes: dict | None = None) -> tuple[CropSet, list[str]]:
-    """Crops of one split, and the lines of images that could not be read (skipped)."""
+                recipe: CropRecipe = CropRecipe(), proposals: dict | None = None) -> tuple[CropSet, list[str]]:
+    """Crops of one split, and the lines of images that could not be read (skipped).
+
+    ``proposals`` maps an image key to labelled detector boxes, as ``label_proposals`` returns them.
+    """
     rng = np.random.default_rng(seed)
     box_sizes = np.array([(b[2] - b[0], b[3] - b[1]) for r in records for b in r.boxes], np.float32).reshape(-1, 2)
     if len(box_sizes) == 0:
@@ -144,8 +152,11 @@ def build_split(records: list[LabeledImage], registry: Registry, rule: CropRule,
             box = random_box_in(head, size, rng, avoid=gt)
             if box is not None:
                 add(image, box, 0, record, "away_from_tumor" if len(gt) else "negative_scan")
-        for box in (hard_boxes or {}).get(record.key, [])[: recipe.hard_negatives_per_scan]:
-            add(image, np.asarray(box, np.float32), 0, record, "hard")
+        for box, cls in (proposals or {}).get(record.key, []):
+            if cls is None:
+                add(image, np.asarray(box, np.float32), 0, record, "hard")
+            else:
+                add(image, np.asarray(box, np.float32), crop_label(cls, registry), record, "proposal")
     size = rule.size
     return CropSet(
         np.stack(images) if images else np.zeros((0, size, size, 3), np.uint8),
@@ -154,33 +165,35 @@ def build_split(records: list[LabeledImage], registry: Registry, rule: CropRule,
     ), skipped
 
 
-def split_records(registry: Registry, names: list[str] | None, leakage_free: bool = True) -> dict[str, list[LabeledImage]]:
-    records, _ = registry_records(registry, names, leakage_free)
+def split_records(registry: Registry, names: list[str] | None, leakage_free: bool = True,
+                  hold_out: list[str] | None = None) -> dict[str, list[LabeledImage]]:
+    records, _ = registry_records(registry, names, leakage_free, hold_out)
     return {split: [r for r in records if r.split == split] for split in ("train", "val", "test")}
 
 
 def _digest(records: list[LabeledImage], rule: CropRule, recipe: CropRecipe, train: bool, seed: int,
-            hard_boxes: dict | None) -> str:
+            proposals: dict | None) -> str:
     sha = hashlib.sha256(json.dumps({"v": CACHE_VERSION, "rule": rule.as_dict(), "recipe": recipe.__dict__,
                                      "train": train, "seed": seed}, sort_keys=True).encode())
     for record in records:
         stat = record.path.stat()
         sha.update(f"{record.key}|{stat.st_size}|{stat.st_mtime_ns}|{'|'.join(record.classes)}".encode())
         sha.update(record.boxes.tobytes())
-    if hard_boxes:
-        sha.update(json.dumps({k: np.asarray(v).round(1).tolist() for k, v in sorted(hard_boxes.items())}).encode())
+    if proposals:
+        sha.update(json.dumps({k: [(np.round(box, 1).tolist(), cls) for box, cls in v]
+                               for k, v in sorted(proposals.items())}).encode())
     return sha.hexdigest()[:16]
 
 
-def cached_split(records, registry, rule, train, seed, recipe=CropRecipe(), hard_boxes=None,
+def cached_split(records, registry, rule, train, seed, recipe=CropRecipe(), proposals=None,
                  cache_dir: Path | None = None) -> CropSet:
     """``build_split`` through the on-disk cache."""
     cache_dir = Path(cache_dir or RUNS_DIR / "crops")
-    path = cache_dir / f"{_digest(records, rule, recipe, train, seed, hard_boxes)}.npz"
+    path = cache_dir / f"{_digest(records, rule, recipe, train, seed, proposals)}.npz"
     if path.is_file():
         with np.load(path) as stored:
             return CropSet(stored["images"], stored["labels"], stored["datasets"], stored["kinds"], stored["sources"])
-    crops, skipped = build_split(records, registry, rule, train, seed, recipe, hard_boxes)
+    crops, skipped = build_split(records, registry, rule, train, seed, recipe, proposals)
     for line in skipped:
         print(f"skipped: {line}")
     import io
@@ -192,27 +205,34 @@ def cached_split(records, registry, rule, train, seed, recipe=CropRecipe(), hard
     return crops
 
 
-def mine_hard_negatives(weights: str | Path, records: list[LabeledImage], imgsz: int | None, device: str,
-                        recipe: CropRecipe = CropRecipe()) -> dict[str, list]:
-    """A detector's false positives (boxes touching no tumor) on ``records``, by image key."""
-    from detect.evaluate import predict
-    from detect.val import load_detector, trained_image_size
+def proposal_labels(result, recipe: CropRecipe = CropRecipe()) -> list[str | None | bool]:
+    """For each predicted box of one ``ImageResult``: the class of the tumor it overlaps by at least
+    ``proposal_tumor_iou``, None ("no tumor") below ``proposal_negative_iou`` with every tumor, else False
+    (too ambiguous to teach either)."""
+    overlap = box_iou(result.pred_boxes, result.gt_boxes)
+    labels = []
+    for i in range(len(result.pred_boxes)):
+        best = int(overlap[i].argmax()) if overlap.shape[1] else -1
+        iou = float(overlap[i, best]) if best >= 0 else 0.0
+        if iou >= recipe.proposal_tumor_iou:
+            labels.append(result.gt_classes[best])
+        elif iou < recipe.proposal_negative_iou:
+            labels.append(None)
+        else:
+            labels.append(False)
+    return labels
 
-    model = load_detector(_weights_file(weights))
-    results = predict(model, records, imgsz or trained_image_size(model), recipe.hard_negative_min_conf, device)
-    mined = {}
+
+def label_proposals(results: list, recipe: CropRecipe = CropRecipe()) -> dict[str, list[tuple[list[float], str | None]]]:
+    """A detector's boxes (``ImageResult`` predictions) as training crops: by image key, the highest-scoring
+    ``proposals_per_scan`` boxes above ``proposal_min_conf`` with their ``proposal_labels`` (ambiguous
+    ones left out)."""
+    labelled = {}
     for result in results:
-        overlap = box_iou(result.pred_boxes, result.gt_boxes)
-        free = overlap.max(axis=1) < 0.1 if overlap.size else np.ones(len(result.pred_boxes), bool)
-        order = np.argsort(-result.pred_scores)
-        boxes = [result.pred_boxes[i].tolist() for i in order if free[i]]
+        labels = proposal_labels(result, recipe)
+        order = [i for i in np.argsort(-result.pred_scores, kind="stable")
+                 if result.pred_scores[i] >= recipe.proposal_min_conf and labels[i] is not False]
+        boxes = [(result.pred_boxes[i].tolist(), labels[i]) for i in order[: recipe.proposals_per_scan]]
         if boxes:
-            mined[result.key] = boxes[: recipe.hard_negatives_per_scan]
-    return mined
-
-
-def _weights_file(weights: str | Path) -> Path:
-    path = Path(weights)
-    if path.is_dir():
-        path = path / "weights" / "best.pt"
-    return path
+            labelled[result.key] = boxes
+    return labelled

