@@ -1,77 +1,181 @@
-"""Score predictions against the labels and save the views people open in the App to review mistakes."""
+"""Score predictions against the labels and save the views people open in the App to review mistakes.
+
+Scoring is class-agnostic (a box that finds a tumor counts whatever type either side gives): each
+evaluation runs on a view that maps every label to "tumor" (``map_labels``), which fiftyone applies
+while matching only; the stored labels keep their types. Evaluation keys:
+
+* ``eval_det`` / ``eval_cascade``: every detector box / every box the classifier keeps, for COCO mAP;
+* ``eval_det_op`` / ``eval_cascade_op``: the same at the operating point (detector confidence at
+  least ``dataset.info["operating_point"]["det_conf"]``), what the product shows;
+* ``eval_cascade_all_op``: cascade boxes at the operating point, kept or not (to find rejected tumors).
+"""
 
 from __future__ import annotations
 
+import numpy as np
+
+from curation import quiet_fiftyone
+from curation.app_config import configure_app
+from curation.type_confusion import score_types
+from mri.metrics import box_iou
+
+SHIPPED_DET_CONF = 0.25  # the shipped detector setting: tools/infer.py's and tools/evaluate.py's default --conf
+AGNOSTIC = "tumor"
+HARDEST_SHARE, HARDEST_MIN, HARDEST_MAX = 0.10, 10, 200  # how many images hardest-samples holds
+
 SAVED_VIEWS = {
-    "false-positives-by-confidence": "detector boxes that match no tumor, most confident first",
-    "missed-tumors": "ground-truth tumors the detector did not find",
-    "rejected-but-real": "boxes the classifier rejected that were real tumors",
-    "kept-but-wrong": "boxes the classifier kept that match no tumor",
-    "suspect-labels": "ground-truth boxes fiftyone's brain finds most likely mistaken, or likely missing boxes",
-    "hardest-samples": "samples whose tumor verdict is least certain (brain hardness)",
-    "duplicates-across-splits": "near-duplicate images that sit in different splits of the sources",
+    "at-operating-point": "whole images with what the product shows: detector boxes at the operating point (red), "
+                          "the ones the classifier keeps (blue), ground truth (green)",
+    "false-positives-by-confidence": "one patch per detector box at the operating point that matches no tumor, most "
+                                     "confident first; best_iou: its overlap with the nearest tumor",
+    "missed-tumors": "one patch per tumor no detector box at the operating point finds; best_det_iou: the overlap "
+                     "of the nearest box at the operating point",
+    "rejected-but-real": "one patch per tumor the detector found at the operating point but the classifier rejected",
+    "kept-but-wrong": "one patch per box the cascade keeps at the operating point that matches no tumor, most "
+                      "confident first",
+    "type-confusions": "one patch per typed tumor the cascade finds at the operating point with the wrong type "
+                       "(predicted_type on the ground-truth box)",
+    "suspect-labels": "every ground-truth box, most suspect first: fiftyone brain's mistakenness_loc, high where a "
+                      "confident detector box overlaps the label (IoU >= 0.5) but disagrees on its extent; a ranking, "
+                      "not a verdict",
+    "hardest-samples": "the images whose tumor verdict is least certain (brain hardness; the hardest 10%, 10 to 200)",
+    "duplicates-across-splits": "images the audit finds near-duplicated in another split of the sources "
+                                "(dup_places lists where)",
 }
+LEGACY_FIELDS = ("gt_tumor", "cascade_tumor")  # relabelled copies older versions kept; map_labels replaced them
+LEGACY_EVALUATIONS = ("eval_all",)
 
 
-def _refresh_agnostic_fields(dataset) -> None:
-    """``gt_tumor`` and ``cascade_tumor``: ground truth and cascade boxes with every label "tumor".
+def operating_conf(dataset) -> float:
+    """The detector confidence the views cut at: as recorded by ``predict``, else the shipped setting."""
+    return float((dataset.info.get("operating_point") or {}).get("det_conf", SHIPPED_DET_CONF))
 
-    fiftyone counts a match between different labels as a mistake even with ``classwise=False``, so
-    class-agnostic scoring needs one label on both sides (the cascade's boxes keep their scores and ``kept``).
-    """
-    import fiftyone as fo
 
-    for sample in dataset.select_fields(["ground_truth", "cascade"]):
-        truth = sample.ground_truth.detections if sample.ground_truth else []
-        cascade = sample.cascade.detections if sample.cascade else []
-        full = dataset[sample.id]
-        full["gt_tumor"] = fo.Detections(detections=[
-            fo.Detection(label="tumor", bounding_box=list(d.bounding_box)) for d in truth])
-        full["cascade_tumor"] = fo.Detections(detections=[
-            fo.Detection(label="tumor", bounding_box=list(d.bounding_box), confidence=d.confidence, kept=d["kept"],
-                         type=d.label) for d in cascade])
-        full.save()
+def _agnostic(view, fields: list[str]):
+    """``view`` with every label of ``fields`` read as "tumor" (for matching only; nothing is written)."""
+    for field in fields:
+        labels = [label for label in view.distinct(f"{field}.detections.label") if label != AGNOSTIC]
+        if labels:
+            view = view.map_labels(field, {label: AGNOSTIC for label in labels})
+    return view
+
+
+def scored_boxes(dataset, conf: float) -> dict:
+    """Evaluation key -> (prediction field, view holding the predictions it scores, compute mAP)."""
+    from fiftyone import ViewField as F
+
+    kept = F("kept") == True  # noqa: E712
+    return {
+        "eval_det": ("detector", dataset, True),
+        "eval_cascade": ("cascade", dataset.filter_labels("cascade", kept, only_matches=False), True),
+        "eval_det_op": ("detector", dataset.filter_labels("detector", F("confidence") >= conf, only_matches=False), False),
+        "eval_cascade_op": ("cascade", dataset.filter_labels("cascade", kept & (F("det_score") >= conf),
+                                                             only_matches=False), False),
+        "eval_cascade_all_op": ("cascade", dataset.filter_labels("cascade", F("det_score") >= conf,
+                                                                 only_matches=False), False),
+    }
 
 
 def evaluate(dataset) -> dict:
-    """Evaluate detector and cascade (COCO-style, with mAP), compute mistakenness and hardness, save views."""
-    import fiftyone.brain as fob
-    from fiftyone import ViewField as F
+    """Score detector and cascade, mark type errors and overlaps, rank suspect labels, save the views.
 
-    _refresh_agnostic_fields(dataset)
-    for key in ("eval_det", "eval_cascade", "eval_all"):  # re-evaluating replaces earlier results
+    Returns mAP of both systems, tp/fp/fn counts at the operating point, and the type confusion counts.
+    """
+    import fiftyone.brain as fob
+
+    conf = operating_conf(dataset)
+    _drop_legacy(dataset)
+    results = {}
+    with quiet_fiftyone():
+        for key, (field, view, with_map) in scored_boxes(dataset, conf).items():
+            if key in dataset.list_evaluations():  # re-evaluating replaces earlier results
+                dataset.delete_evaluation(key)
+            results[key] = _agnostic(view, ["ground_truth", field]).evaluate_detections(
+                field, gt_field="ground_truth", eval_key=key, compute_mAP=with_map, progress=False)
+        add_best_ious(dataset, conf)
+        untyped = dataset.info.get("untyped", AGNOSTIC)
+        typed = dataset.info.get("classes") or [c for c in dataset.distinct("ground_truth.detections.label") if c != untyped]
+        confusion = score_types(dataset, "eval_cascade_op", typed)
+        for run in ("mistakenness", "hardness"):
+            if run in dataset.list_brain_runs():
+                dataset.delete_brain_run(run)
+        fob.compute_mistakenness(_agnostic(dataset, ["ground_truth", "detector"]), "detector",
+                                 label_field="ground_truth", progress=False)
+        fob.compute_hardness(dataset, "tumor_verdict", progress=False)
+    dataset.info["type_confusion"] = confusion
+    dataset.save()
+    save_views(dataset, conf)
+    configure_app(dataset)
+    return {"operating_conf": conf, "detector_map": float(results["eval_det"].mAP()),
+            "cascade_map": float(results["eval_cascade"].mAP()), "detector_at_op": counts(dataset, "eval_det_op"),
+            "cascade_at_op": counts(dataset, "eval_cascade_op"), "type_confusion": confusion}
+
+
+def counts(view, key: str) -> dict:
+    """True positives, false positives and false negatives of evaluation ``key``."""
+    return {kind: int(sum(v or 0 for v in view.values(f"{key}_{kind}"))) for kind in ("tp", "fp", "fn")}
+
+
+def _drop_legacy(dataset) -> None:
+    for key in LEGACY_EVALUATIONS:
         if key in dataset.list_evaluations():
             dataset.delete_evaluation(key)
-    detector = dataset.evaluate_detections("detector", gt_field="gt_tumor", eval_key="eval_det", compute_mAP=True,
-                                           progress=False)
-    kept = dataset.filter_labels("cascade_tumor", F("kept") == True, only_matches=False)  # noqa: E712
-    cascade = kept.evaluate_detections("cascade_tumor", gt_field="gt_tumor", eval_key="eval_cascade",
-                                       compute_mAP=True, progress=False)
-    dataset.evaluate_detections("cascade_tumor", gt_field="gt_tumor", eval_key="eval_all", progress=False)
-    fob.compute_mistakenness(dataset, "detector", label_field="gt_tumor")
-    fob.compute_hardness(dataset, "tumor_verdict")
-    save_views(dataset)
-    return {"detector_map": float(detector.mAP()), "cascade_map": float(cascade.mAP()),
-            "detector_report": _counts(dataset, "eval_det"), "cascade_report": _counts(kept, "eval_cascade")}
+    stale = [f for f in LEGACY_FIELDS if dataset.has_sample_field(f)]
+    if stale:
+        dataset.delete_sample_fields(stale)
 
 
-def _counts(view, key: str) -> dict:
-    return {"tp": int(sum(view.values(f"{key}_tp"))), "fp": int(sum(view.values(f"{key}_fp"))),
-            "fn": int(sum(view.values(f"{key}_fn")))}
+def _xyxy(boxes) -> np.ndarray:
+    boxes = np.asarray(boxes or [], np.float64).reshape(-1, 4)
+    return np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], axis=1)
 
 
-def save_views(dataset) -> list[str]:
+def add_best_ious(dataset, conf: float) -> None:
+    """``best_iou`` on detector and cascade boxes (with the nearest ground-truth box) and ``best_det_iou`` on
+    ground-truth boxes (with the nearest detector box at the operating point): how near a miss was."""
+    truths, detections, confidences, cascades = dataset.values([
+        "ground_truth.detections.bounding_box", "detector.detections.bounding_box",
+        "detector.detections.confidence", "cascade.detections.bounding_box"])
+    det_best, cascade_best, truth_best = [], [], []
+    for truth, det, det_conf, cascade in zip(truths, detections, confidences, cascades):
+        truth_xyxy = _xyxy(truth)
+        best = lambda boxes: None if boxes is None else [  # noqa: E731
+            float(v) for v in (box_iou(_xyxy(boxes), truth_xyxy).max(1) if truth_xyxy.size else np.zeros(len(boxes)))]
+        det_best.append(best(det))
+        cascade_best.append(best(cascade))
+        shown = _xyxy([b for b, c in zip(det or [], det_conf or []) if c >= conf])
+        truth_best.append(None if truth is None else [
+            float(v) for v in (box_iou(truth_xyxy, shown).max(1) if shown.size else np.zeros(len(truth)))])
+    for path, values in (("detector.detections.best_iou", det_best), ("cascade.detections.best_iou", cascade_best),
+                         ("ground_truth.detections.best_det_iou", truth_best)):
+        if dataset.has_sample_field(path.split(".")[0]):
+            dataset.set_values(path, values)
+
+
+def hardest_count(n_samples: int) -> int:
+    return int(min(HARDEST_MAX, max(HARDEST_MIN, round(HARDEST_SHARE * n_samples))))
+
+
+def save_views(dataset, conf: float) -> list[str]:
+    """Save every view of ``SAVED_VIEWS`` (replacing earlier ones of the same name)."""
     from fiftyone import ViewField as F
 
+    scored = {key: view for key, (_, view, _) in scored_boxes(dataset, conf).items()}
+    patches = lambda key: scored[key].to_evaluation_patches(key)  # noqa: E731
     views = {
-        "false-positives-by-confidence": dataset.filter_labels("detector", F("eval_det") == "fp")
+        "at-operating-point": scored["eval_det_op"].filter_labels(
+            "cascade", (F("kept") == True) & (F("det_score") >= conf), only_matches=False),  # noqa: E712
+        "false-positives-by-confidence": patches("eval_det_op").match(F("type") == "fp")
         .sort_by(F("detector.detections.confidence").max(), reverse=True),
-        "missed-tumors": dataset.filter_labels("gt_tumor", F("eval_det") == "fn"),
-        "rejected-but-real": dataset.filter_labels("cascade_tumor", (F("kept") == False) & (F("eval_all") == "tp")),  # noqa: E712
-        "kept-but-wrong": dataset.filter_labels("cascade_tumor", (F("kept") == True) & (F("eval_all") == "fp")),  # noqa: E712
-        "suspect-labels": dataset.match((F("mistakenness") > 0.5) | (F("possible_missing") > 0))
-        .sort_by("mistakenness", reverse=True),
-        "hardest-samples": dataset.sort_by("hardness", reverse=True).limit(200),
+        "missed-tumors": patches("eval_det_op").match(F("type") == "fn"),
+        "rejected-but-real": patches("eval_cascade_all_op").match(F("type") == "tp")
+        .match(F("cascade.detections").filter(F("kept") == False).length() > 0),  # noqa: E712
+        "kept-but-wrong": patches("eval_cascade_op").match(F("type") == "fp")
+        .sort_by(F("cascade.detections.confidence").max(), reverse=True),
+        "type-confusions": patches("eval_cascade_op").match(F("type") == "tp")
+        .match(F("ground_truth.detections").filter(F("type_error") == True).length() > 0),  # noqa: E712
+        "suspect-labels": dataset.to_patches("ground_truth").sort_by(F("ground_truth.mistakenness_loc"), reverse=True),
+        "hardest-samples": dataset.sort_by("hardness", reverse=True).limit(hardest_count(len(dataset))),
         "duplicates-across-splits": dataset.match(F("dup_cross_split") == True).sort_by("dup_group"),  # noqa: E712
     }
     for name, view in views.items():
