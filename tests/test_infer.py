@@ -146,3 +146,81 @@ def test_grad_cam_overlay(tiny_weights, scans, tmp_path):
     with_cam = cv2.imread(str(tmp_path / "cam" / "images" / "s0.jpg"))
     without = cv2.imread(str(tmp_path / "plain" / "images" / "s0.jpg"))
     assert with_cam.shape == without.shape and not np.array_equal(with_cam, without)
+
+
+def _dicom_with(tmp_path, name, **raw):
+    """MR_small.dcm with header elements replaced by raw bytes, as a broken scanner writes them."""
+    from pydicom.datadict import dictionary_VR, tag_for_keyword
+    from pydicom.dataelem import RawDataElement
+    from pydicom.tag import Tag
+
+    dataset = pydicom.dcmread(PYDICOM_FILES / "MR_small.dcm")
+    for keyword, value in raw.items():
+        tag = Tag(tag_for_keyword(keyword))
+        value += b" " * (len(value) % 2)
+        dataset._dict[tag] = RawDataElement(tag, dictionary_VR(tag), len(value), value, 0, False, True)
+    dataset.save_as(tmp_path / name)
+
+
+def test_hostile_files_cost_only_themselves(tiny_weights, scans, tmp_path):
+    """Broken DICOM headers, an all-NaN volume, a symlink loop and a non-UTF-8 name in one batch."""
+    import os
+
+    _dicom_with(scans, "slope.dcm", RescaleSlope=b"abc")
+    _dicom_with(scans, "spacing.dcm", PixelSpacing=b"0.5")  # one value: read, spacing unknown
+    nib.save(nib.Nifti1Image(np.full((8, 8, 3), np.nan, np.float32), np.eye(4)), scans / "nan.nii.gz")
+    (scans / "loop.png").symlink_to("loop.png")
+    odd = os.fsencode(scans) + b"/bad_\xff.png"
+    with open(odd, "wb") as handle:
+        handle.write((scans / "s1.png").read_bytes())
+    out = tmp_path / "out"
+    result = infer(tiny_weights, "--source", scans, "--out", out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = _results(out)
+    reasons = {Path(s["path"]).name: s["reason"] for s in data["skipped"]}
+    assert set(reasons) == {"slope.dcm", "nan.nii.gz", "loop.png"}
+    assert "RescaleSlope is not a number" in reasons["slope.dcm"]
+    assert "no finite voxel values" in reasons["nan.nii.gz"] and "symbolic link loop" in reasons["loop.png"]
+    images = {Path(i["image"]).name: i for i in data["images"]}
+    assert "bad_\\xff.png" in images and images["spacing.dcm"]["pixel_spacing"] is None
+    assert data["summary"]["slices_processed"] == 6  # four PNGs, the odd name, the DICOM without spacing
+    with open(out / "results.csv", encoding="utf-8") as handle:
+        assert "bad_\\xff.png" in handle.read() or not images["bad_\\xff.png"]["detections"]
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")], "a temporary file was left behind"
+    for name in reasons:
+        assert any(name in line and line.startswith("skipped") for line in result.stdout.splitlines())
+
+
+def test_an_empty_source_is_refused(tiny_weights, tmp_path):
+    result = infer(tiny_weights, "--source", "", "--out", tmp_path / "o")
+    assert result.returncode == 1 and "the source is empty" in result.stderr
+    assert result.stderr.strip().count("\n") == 0 and not (tmp_path / "o").exists()
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU")
+def test_a_gpu_that_is_not_there_is_one_line(tiny_weights, scans, tmp_path):
+    result = infer(tiny_weights, "--source", scans, "--device", "0", "--out", tmp_path / "o")
+    assert result.returncode == 2 and "no CUDA GPU is available" in result.stderr
+    assert result.stderr.strip().count("\n") == 0
+
+
+def test_an_output_folder_below_a_file_is_one_line(tiny_weights, scans, tmp_path):
+    (tmp_path / "report.txt").write_text("mine")
+    result = infer(tiny_weights, "--source", scans, "--out", tmp_path / "report.txt" / "run")
+    assert result.returncode == 1 and "report.txt is a file" in result.stderr
+    assert result.stderr.strip().count("\n") == 0 and (tmp_path / "report.txt").read_text() == "mine"
+
+
+def test_crafted_detector_weights_run_nothing(tiny_weights, scans, tmp_path):
+    import torch
+
+    marker = tmp_path / "payload-ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    torch.save({"model": Payload(), "train_args": {}}, tmp_path / "crafted.pt")
+    result = infer({**tiny_weights, "det": tmp_path / "crafted.pt"}, "--source", scans, "--out", tmp_path / "o")
+    assert result.returncode == 2 and "invalid weights" in result.stderr and not marker.exists()
+    assert result.stderr.strip().count("\n") == 0
