@@ -121,7 +121,28 @@ def capture(url: str, out: str | Path, needs_fields: tuple[str, ...] = (), timeo
                 raise BrowserError(f"{url}: the App drew {now} thumbnails with colours of {sorted(drawn) or 'no field'} "
                                    f"within {timeout:.0f} s")
             lookers = now
-        return {"lookers": lookers, "text": page.evaluate("document.body.innerText"), "colours": drawn, "path": out}
+        return {"lookers": lookers, "text": page.evaluate("document.body.innerText"), "colours": drawn, "path": out,
+                "grid_box": page.evaluate(GRID_BOX)}
+
+
+def stack_pictures(shots: list[dict], out: str | Path, margin: int = 12) -> Path:
+    """One picture of several ``capture`` results, one above the other, each cut below its last thumbnail."""
+    import cv2
+
+    from mri.files import write_atomic
+
+    parts = []
+    for shot in shots:
+        image = cv2.imread(str(shot["path"]))
+        bottom = int(shot["grid_box"][3]) + margin if shot.get("grid_box") else image.shape[0]
+        parts.append(image[: min(bottom, image.shape[0])])
+    width = max(p.shape[1] for p in parts)
+    gap = np.full((6, width, 3), 255, np.uint8)
+    rows = []
+    for part in parts:
+        rows += [np.pad(part, ((0, 0), (0, width - part.shape[1]), (0, 0))), gap]
+    _, encoded = cv2.imencode(".png", np.concatenate(rows[:-1]), [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    return write_atomic(out, encoded.tobytes())
 
 
 def _crop(image: np.ndarray, box) -> np.ndarray:

@@ -38,9 +38,10 @@ SAVED_VIEWS = {
     "suspect-labels": "every ground-truth box, most suspect first: fiftyone brain's mistakenness_loc, high where a "
                       "confident detector box overlaps the label (IoU >= 0.5) but disagrees on its extent; a ranking, "
                       "not a verdict",
-    "hardest-samples": "the images whose tumor verdict is least certain (brain hardness; the hardest 10%, 10 to 200)",
+    "hardest-samples": "the images whose tumor verdict is least certain (brain hardness; the hardest 10%, 10 to 200), "
+                       "boxes as at-operating-point",
     "duplicates-across-splits": "images the audit finds near-duplicated in another split of the sources "
-                                "(dup_places lists where)",
+                                "(dup_places lists where), boxes as at-operating-point",
 }
 LEGACY_FIELDS = ("gt_tumor", "cascade_tumor")  # relabelled copies older versions kept; map_labels replaced them
 LEGACY_EVALUATIONS = ("eval_all",)
@@ -162,9 +163,10 @@ def save_views(dataset, conf: float) -> list[str]:
 
     scored = {key: view for key, (_, view, _) in scored_boxes(dataset, conf).items()}
     patches = lambda key: scored[key].to_evaluation_patches(key)  # noqa: E731
+    shown = scored["eval_det_op"].filter_labels(
+        "cascade", (F("kept") == True) & (F("det_score") >= conf), only_matches=False)  # noqa: E712
     views = {
-        "at-operating-point": scored["eval_det_op"].filter_labels(
-            "cascade", (F("kept") == True) & (F("det_score") >= conf), only_matches=False),  # noqa: E712
+        "at-operating-point": shown,
         "false-positives-by-confidence": patches("eval_det_op").match(F("type") == "fp")
         .sort_by(F("detector.detections.confidence").max(), reverse=True),
         "missed-tumors": patches("eval_det_op").match(F("type") == "fn"),
@@ -175,8 +177,8 @@ def save_views(dataset, conf: float) -> list[str]:
         "type-confusions": patches("eval_cascade_op").match(F("type") == "tp")
         .match(F("ground_truth.detections").filter(F("type_error") == True).length() > 0),  # noqa: E712
         "suspect-labels": dataset.to_patches("ground_truth").sort_by(F("ground_truth.mistakenness_loc"), reverse=True),
-        "hardest-samples": dataset.sort_by("hardness", reverse=True).limit(hardest_count(len(dataset))),
-        "duplicates-across-splits": dataset.match(F("dup_cross_split") == True).sort_by("dup_group"),  # noqa: E712
+        "hardest-samples": shown.sort_by("hardness", reverse=True).limit(hardest_count(len(dataset))),
+        "duplicates-across-splits": shown.match(F("dup_cross_split") == True).sort_by("dup_group"),  # noqa: E712
     }
     for name, view in views.items():
         if dataset.has_saved_view(name):

@@ -399,3 +399,21 @@ def test_app_draws_per_field_colours_and_patches_in_headless_chromium(scored):
     finally:
         server.terminate()
         assert server.wait(timeout=30) == 0  # stops cleanly on SIGTERM
+
+
+def test_field_colours_are_counted_and_pictures_stacked(tmp_path):
+    import cv2
+    import numpy as np
+
+    from curation.app import colour_pixels, stack_pictures
+    from curation.app_config import FIELD_COLOURS
+
+    picture = np.zeros((100, 200, 3), np.uint8)
+    cv2.rectangle(picture, (10, 10), (60, 60), (0x76, 0xE6, 0x00), 2)  # ground truth's green, in BGR
+    cv2.imwrite(str(tmp_path / "a.png"), picture)
+    assert colour_pixels(picture, FIELD_COLOURS["ground_truth"]) > 150
+    assert colour_pixels(picture, FIELD_COLOURS["detector"]) == 0
+    cv2.imwrite(str(tmp_path / "b.png"), picture[:, :150])
+    shots = [{"path": tmp_path / "a.png", "grid_box": [0, 0, 200, 40]}, {"path": tmp_path / "b.png", "grid_box": None}]
+    stacked = cv2.imread(str(stack_pictures(shots, tmp_path / "both.png", margin=0)))
+    assert stacked.shape == (40 + 6 + 100, 200, 3)  # the first cut below its thumbnails, a white gap, the second

@@ -4,7 +4,7 @@
     python tools/review.py predict                               # detector + cascade boxes (shipped weights)
     python tools/review.py evaluate                              # scores, type confusion, suspects, saved views
     python tools/review.py app --port 5151                       # serve the App on 127.0.0.1 until stopped
-    python tools/review.py screenshot --view at-operating-point --out docs/review_app.png
+    python tools/review.py screenshot --view at-operating-point type-confusions --out docs/review_app.png
     python tools/review.py export --out curated/rf_mri4_v2 --name rf_mri4_curated
 
 `load` again merges: new images are added and edited boxes are kept. The database lives in fiftyone's
@@ -49,7 +49,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     app.add_argument("--address", default="127.0.0.1", help="bind address (keep 127.0.0.1 unless you mean it)")
     app.add_argument("--view", default=None, help="open this saved view (default: at-operating-point once saved)")
     shot = commands.add_parser("screenshot", help="picture of the App in headless Chromium (pop-up dismissed)")
-    shot.add_argument("--view", default=None, help="saved view to show (default: at-operating-point once saved)")
+    shot.add_argument("--view", nargs="+", default=[None],
+                      help="saved view(s) to show, pictured one above the other (default: at-operating-point once saved)")
     shot.add_argument("--out", default="docs/review_app.png")
     shot.add_argument("--port", type=int, default=5152)
     shot.add_argument("--timeout", type=float, default=300, help="seconds to wait for the App to draw")
@@ -155,27 +156,36 @@ def app(args) -> int:
 
 
 def screenshot(args) -> int:
-    from curation.app import DEFAULT_VIEW, UnknownView, app_url, capture, launch, saved_view, wait_until_serving
+    import tempfile
+    from pathlib import Path
+
+    from curation.app import (DEFAULT_VIEW, UnknownView, app_url, capture, launch, saved_view, stack_pictures,
+                              wait_until_serving)
     from curation.browser import BrowserError
     from mri.cli import resolve_path
 
     dataset = _load(args)
     try:
-        view = saved_view(dataset, args.view)
+        views = [saved_view(dataset, name) for name in args.view]
     except UnknownView as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    name = args.view or (DEFAULT_VIEW if view is not None else None)
-    session = launch(dataset, view, args.port, "127.0.0.1")
+    names = [name or (DEFAULT_VIEW if view is not None else None) for name, view in zip(args.view, views)]
+    session = launch(dataset, views[0], args.port, "127.0.0.1")
     try:
         wait_until_serving("127.0.0.1", args.port, timeout=args.timeout)
-        shot = capture(app_url("127.0.0.1", args.port, dataset.name, name), resolve_path(args.out), timeout=args.timeout)
+        with tempfile.TemporaryDirectory() as scratch:
+            shots = [capture(app_url("127.0.0.1", args.port, dataset.name, name), Path(scratch) / f"{i}.png",
+                             timeout=args.timeout) for i, name in enumerate(names)]
+            out = stack_pictures(shots, resolve_path(args.out))
     except BrowserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     finally:
         session.close()
-    print(f"{shot['path']}: {shot['lookers']} thumbnails, field colours drawn: {', '.join(shot['colours'])}")
+    for name, shot in zip(names, shots):
+        print(f"{name or 'all samples'}: {shot['lookers']} thumbnails, field colours drawn: {', '.join(shot['colours'])}")
+    print(f"wrote {out}")
     return 0
 
 
