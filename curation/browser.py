@@ -74,7 +74,10 @@ class _WebSocket:
 
     def _read(self, count: int) -> bytes:
         while len(self.buffer) < count:
-            chunk = self.sock.recv(1 << 20)
+            try:
+                chunk = self.sock.recv(1 << 20)
+            except OSError as error:  # a timeout included
+                raise BrowserError(f"no answer from Chromium ({error})") from None
             if not chunk:
                 raise BrowserError("Chromium closed the DevTools connection")
             self.buffer += chunk
@@ -113,13 +116,23 @@ class HeadlessPage:
         self.width, self.height, self.timeout = width, height, timeout
         self.profile = tempfile.mkdtemp(prefix="mri-chromium-")
         self.process = None
+        self.log = None
         self.ws = None
         self.next_id = 0
 
     def __enter__(self) -> "HeadlessPage":
+        try:
+            self._start()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _start(self) -> None:
+        self.log = open(Path(self.profile) / "chromium.log", "w")  # a file: a pipe nobody reads would fill and stall it
         self.process = subprocess.Popen([self.browser, *CHROMIUM_FLAGS, f"--user-data-dir={self.profile}",
                                          f"--window-size={self.width},{self.height}", "about:blank"],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                        stdout=subprocess.DEVNULL, stderr=self.log)
         port = self._devtools_port()
         deadline = time.time() + self.timeout
         while True:
@@ -138,7 +151,6 @@ class HeadlessPage:
         self.call("Runtime.enable")
         self.call("Emulation.setDeviceMetricsOverride",
                   width=self.width, height=self.height, deviceScaleFactor=1, mobile=False)
-        return self
 
     def _devtools_port(self) -> int:
         deadline = time.time() + self.timeout
@@ -147,7 +159,8 @@ class HeadlessPage:
             if port_file.is_file() and port_file.read_text().strip():
                 return int(port_file.read_text().split()[0])
             if self.process.poll() is not None:
-                raise BrowserError(f"Chromium exited at start: {self.process.stderr.read()[-300:].strip()}")
+                log = (Path(self.profile) / "chromium.log").read_text(errors="replace")
+                raise BrowserError(f"Chromium exited at start: {log[-300:].strip()}")
             time.sleep(0.2)
         raise BrowserError("Chromium did not open its DevTools port in time")
 
@@ -161,6 +174,8 @@ class HeadlessPage:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if self.log is not None:
+            self.log.close()
         shutil.rmtree(self.profile, ignore_errors=True)
 
     def call(self, method: str, **params) -> dict:
