@@ -53,6 +53,8 @@ def train_command(arm: Arm, out: Path, settings: dict) -> list[str]:
                "--project", str(out / "arms"), "--name", arm.name]
     if settings.get("hold_out"):
         command += ["--hold-out", *settings["hold_out"]]
+    if settings.get("registry"):
+        command += ["--registry", str(settings["registry"])]
     return command
 
 

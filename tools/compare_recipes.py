@@ -26,13 +26,14 @@ from mri.registry import DatasetError, load_registry
 from mri.reporting import machine, output_folder, utc_now
 
 DEFAULT_ARMS = ["default", "mri", "boxsafe", "scanner"]
-SETTING_KEYS = ("model", "epochs", "batch", "fraction", "seed", "device", "workers", "hold_out")
+SETTING_KEYS = ("model", "epochs", "batch", "fraction", "seed", "device", "workers", "hold_out", "registry")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arms", nargs="+", default=DEFAULT_ARMS, help="PRESET or PRESET@IMGSZ; the first is the baseline")
     parser.add_argument("--hold-out", nargs="+", default=["br35h"], help="registry datasets no arm trains on")
+    parser.add_argument("--registry", default=None, help="datasets.yaml to read (default: the project's)")
     parser.add_argument("--model", default="yolov5n")
     parser.add_argument("--imgsz", type=int, default=256, help="image size of arms that do not name one")
     parser.add_argument("--epochs", type=int, default=15)
@@ -53,7 +54,7 @@ def load_settings(args) -> tuple[dict, list[str]]:
     if not args.resume:
         return {k: getattr(args, k) for k in SETTING_KEYS}, args.arms
     saved = json.loads((resolve_path(args.resume) / "settings.json").read_text())
-    return {**saved["settings"], "device": args.device, "workers": args.workers}, saved["arms"]
+    return {"registry": None, **saved["settings"], "device": args.device, "workers": args.workers}, saved["arms"]
 
 
 def main(args) -> int:
@@ -65,7 +66,7 @@ def main(args) -> int:
     try:
         settings, arm_specs = load_settings(args)
         arms = [Arm.parse(spec, args.imgsz) for spec in arm_specs]
-        registry = load_registry()
+        registry = load_registry(settings.get("registry"))
         held_out = settings["hold_out"]
         seen = [name for name in registry.datasets if name not in held_out]
         test_sets = {}

@@ -1,0 +1,97 @@
+"""The equal-budget recipe comparison: arms, held-out data, winner, report."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from detect.compare import Arm, pick_winner, render, train_command
+from mri.merge import merge_datasets
+from mri.registry import load_registry
+from mri.splits import registry_records
+from synthetic import COCO_ENTRY, YOLO_ENTRY, write_registry
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def test_arm_spec_names_preset_and_size():
+    assert Arm.parse("boxsafe@320", 256) == Arm("boxsafe", 320)
+    assert Arm.parse("default", 256).name == "default@256"
+    with pytest.raises(ValueError, match="PRESET@IMGSZ"):
+        Arm.parse("boxsafe@big", 256)
+
+
+def test_every_arm_trains_with_the_same_budget_and_never_validates_midway(tmp_path):
+    settings = {"model": "yolov5n", "epochs": 7, "batch": 16, "fraction": 0.5, "seed": 3, "device": "cpu",
+                "workers": 0, "hold_out": ["br35h"], "registry": None}
+    commands = [train_command(Arm(p, 256), tmp_path, settings) for p in ("default", "mri")]
+    budget = lambda c: [c[i + 1] for i, flag in enumerate(c) if flag in ("--epochs", "--fraction", "--seed", "--imgsz", "--batch")]
+    assert budget(commands[0]) == budget(commands[1]) == ["256", "7", "16", "0.5", "3"]
+    for command in commands:
+        assert "--no-val" in command and command[command.index("--hold-out") + 1] == "br35h"
+    assert commands[0][commands[0].index("--hyp") + 1] == "default"
+
+
+def test_the_winner_is_chosen_on_the_held_out_source_not_in_distribution():
+    rows = [
+        {"arm": "default@256", "train_seconds": 1.0, "scores": {"in_distribution": {"map50": 0.9, "map50_95": 0.6, "sens_at_1fp": 0.9},
+                                                                "held_out": {"map50": 0.6, "map50_95": 0.40, "sens_at_1fp": 0.7}}},
+        {"arm": "scanner@256", "train_seconds": 1.0, "scores": {"in_distribution": {"map50": 0.8, "map50_95": 0.5, "sens_at_1fp": 0.8},
+                                                                "held_out": {"map50": 0.6, "map50_95": 0.45, "sens_at_1fp": 0.7}}},
+    ]
+    assert pick_winner(rows) == "scanner@256"
+    table = render({"date": "d", "machine": "m", "arms": rows, "winner": "scanner@256",
+                    "settings": {"model": "yolov5n", "epochs": 1, "batch": 1, "seed": 0, "fraction": 1.0, "hold_out": ["x"]}})
+    assert "| `scanner@256` (chosen) | 0.800 | 0.500 | 0.800 | 0.600 | 0.450 | 0.700 |" in table
+
+
+def _registry_with_links(tmp_path, tiny_registry) -> Path:
+    """The tiny registry plus an audit assignment in which one YOLO training image is a copy of a COCO image."""
+    registry = load_registry(tiny_registry)
+    records = registry.images()
+    yolo = next(r for r in records if r.dataset == "tiny_yolo" and r.split == "train" and r.classes)
+    coco = next(r for r in records if r.dataset == "tiny_coco")
+    rows = [{"dataset": r.dataset, "source_split": r.source_split, "file": r.path.name, "split": r.split,
+             "group": "shared" if r in (yolo, coco) else r.key} for r in records]
+    with open(tmp_path / "assignment.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    write_registry(tiny_registry, {"tiny_yolo": YOLO_ENTRY, "tiny_coco": COCO_ENTRY},
+                   split_rules={"assignment": "assignment.csv"})
+    return yolo.path
+
+
+def test_holding_out_a_source_also_drops_images_the_audit_linked_to_it(tiny_registry, tmp_path):
+    linked = _registry_with_links(tmp_path, tiny_registry)
+    registry = load_registry(tiny_registry)
+    kept, _ = registry_records(registry, hold_out=["tiny_coco"])
+    assert {r.dataset for r in kept} == {"tiny_yolo"}
+    assert linked not in {r.path for r in kept}
+    assert len(kept) == len(registry.images(["tiny_yolo"])) - 1
+    merged = merge_datasets(registry, hold_out=["tiny_coco"], out_dir=tmp_path / "merged")
+    assert "without-tiny_coco" in merged.root.name and sum(merged.counts.values()) == len(kept)
+
+
+@pytest.mark.slow
+def test_compare_recipes_trains_scores_and_resumes(tiny_registry, tmp_path):
+    _registry_with_links(tmp_path, tiny_registry)
+    out = tmp_path / "compare"
+    command = [sys.executable, "tools/compare_recipes.py", "--registry", str(tiny_registry), "--hold-out", "tiny_coco",
+               "--arms", "default", "boxsafe@64", "--imgsz", "96", "--epochs", "1", "--batch", "4", "--workers", "0",
+               "--out", str(out)]
+    result = subprocess.run(command, cwd=PROJECT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads((out / "compare_recipes.json").read_text())
+    assert [row["arm"] for row in report["arms"]] == ["default@96", "boxsafe@64"]
+    assert report["winner"] in ("default@96", "boxsafe@64")
+    for row in report["arms"]:
+        assert row["scores"]["held_out"]["n_images"] == 9  # every image of the held-out source
+        assert 0.0 <= row["scores"]["in_distribution"]["map50"] <= 1.0
+    again = subprocess.run([sys.executable, "tools/compare_recipes.py", "--resume", str(out)], cwd=PROJECT,
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert (out / "logs" / "default@96.log").read_text().count("training data") == 1  # finished arms are not retrained
