@@ -39,7 +39,7 @@ def test_train_writes_a_run_with_weights_curves_and_resolved_args(trained_run):
     import yaml
 
     saved = yaml.safe_load((run / "cli_args.yaml").read_text())
-    assert saved["epochs"] == 2 and saved["hyp"] == "mri" and saved["merged_data"].endswith("data.yaml")
+    assert saved["epochs"] == 2 and saved["hyp"] == "default" and saved["merged_data"].endswith("data.yaml")
 
 
 def test_a_second_run_with_the_same_name_never_overwrites(trained_run):
@@ -127,7 +127,7 @@ def test_resume_keeps_the_runs_own_preset(interrupted_run, tmp_path, monkeypatch
     from detect.engine import PRESET_ENV
 
     run = _copy_run(interrupted_run, tmp_path)
-    (run / "cli_args.yaml").write_text("hyp: default\nepochs: 2\n")
+    (run / "cli_args.yaml").write_text("hyp: boxsafe\nepochs: 2\n")
     seen = {}
 
     def fake_train(self, **kwargs):
@@ -136,7 +136,7 @@ def test_resume_keeps_the_runs_own_preset(interrupted_run, tmp_path, monkeypatch
     monkeypatch.setattr(YOLO, "train", fake_train)
     monkeypatch.setenv(PRESET_ENV, "mri")
     assert detect_train.main(detect_train.get_args_parser().parse_args(["--resume", str(run)])) == 0
-    assert seen["preset"] == "default" and seen["resume"] is True and seen["save_dir"] == str(run)
+    assert seen["preset"] == "boxsafe" and seen["resume"] is True and seen["save_dir"] == str(run)
 
 
 def test_resume_of_a_finished_run_is_refused_with_how_to_train_on(trained_run, capsys, monkeypatch):
