@@ -80,7 +80,7 @@ def wait_until_serving(address: str, port: int, timeout: float = 120.0, alive=la
         time.sleep(1)
 
 
-def colour_pixels(image_bgr: np.ndarray, colour: str, tolerance: int = 40) -> int:
+def colour_pixels(image_bgr: np.ndarray, colour: str, tolerance: int = 25) -> int:
     """How many pixels of a screenshot lie within ``tolerance`` (per channel) of ``colour`` (``#rrggbb``)."""
     rgb = np.array([int(colour[i : i + 2], 16) for i in (1, 3, 5)])
     bgr = rgb[::-1]
