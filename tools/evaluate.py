@@ -20,7 +20,7 @@ import mri.offline  # noqa: F401
 from mri import PROJECT_ROOT
 
 EVAL_CONF = 0.005  # low, so the curves (mAP, FROC) see nearly every box
-TOP_K = 10  # boxes per slice the classifier scores, best detector scores first; 0 = all (README: mAP moves < 0.001)
+TOP_K = 20  # boxes per slice the classifier scores, best detector scores first; 0 = all (README: mAP moves < 0.001)
 
 
 def get_args_parser() -> argparse.ArgumentParser:
