@@ -6,7 +6,7 @@
 
 Each configuration runs in its own process (so peak memory is its own): models load once, the scans are
 decoded before the clock starts, one warm-up batch, then --passes timed passes over every scan in batches
-of --batch, of which the fastest counts (other work on a shared machine slows some passes). The anchor is
+of --batch, of which the median counts (other work on a shared machine disturbs some passes). The anchor is
 plain ultralytics, ``YOLO(weights).predict`` as a user calls it (with the threads ultralytics picks); the
 other arms use the cascade's thread policy (``cascade.backends.keep_detector_threads``). For ONNX Runtime
 and OpenVINO the weights are first exported with tools/export.py into the report folder. Reports images/s,
@@ -40,7 +40,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cls-weights", nargs="+", default=[str(PROJECT_ROOT / "weights" / "classifier.pt")])
     parser.add_argument("--images", type=int, default=200, help="test scans, spread over the shared datasets")
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--passes", type=int, default=3, help="timed passes over the scans; the fastest counts")
+    parser.add_argument("--passes", type=int, default=3, help="timed passes over the scans; the median counts")
     parser.add_argument("--conf", type=float, default=0.25, help="detector confidence (the shipped setting)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS),
@@ -93,7 +93,7 @@ def worker(args) -> dict:
         for offset in range(0, len(images), args.batch):
             run(images[offset : offset + args.batch])
         passes.append(time.perf_counter() - start)
-    seconds = min(passes)  # the pass least disturbed by other work on a shared machine
+    seconds = sorted(passes)[len(passes) // 2]  # the median pass: robust to other work on a shared machine
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"seconds": round(seconds, 3), "images": len(images), "images_per_s": round(len(images) / seconds, 2),
             "pass_seconds": [round(p, 3) for p in passes], "peak_rss_mb": round(peak_mb, 1), "threads": threads()}
@@ -202,7 +202,7 @@ def render(report: dict) -> str:
         "",
         f"{report['date']}, {report['machine']}, torch {report['torch']}. {report['n_images']} leakage-free test scans "
         f"from all shared datasets, batch {report['batch']}, detector confidence {report['conf']}; models loaded once, "
-        f"scans decoded before timing, one warm-up batch, fastest of {report.get('passes', 1)} timed passes.",
+        f"scans decoded before timing, one warm-up batch, median of {report.get('passes', 1)} timed passes.",
         "",
     ]
     if report.get("backends"):
