@@ -178,3 +178,15 @@ def test_unusable_exported_weights_fail_in_one_line(tiny_weights, tmp_path):
         Cascade.load(bare, tiny_weights["cls"])
     with pytest.raises(WeightsError, match="weights not found"):
         Cascade.load(tmp_path / "none.onnx", tiny_weights["cls"])
+
+
+def test_export_cli_refuses_missing_weights_in_one_line(tmp_path):
+    import subprocess
+
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, str(PROJECT_ROOT / "tools" / "export.py"), "--det-weights", str(tmp_path / "none.pt"),
+                             "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"error: {tmp_path / 'none.pt'}: detector weights not found "
+                                                  "(train one with `python -m detect.train`)"]
+    assert not out.exists()

@@ -158,6 +158,8 @@ def main(args) -> int:
         detector = export_detector(args.det_weights, out, args.format, args.imgsz)
         classifier = export_classifier(args.cls_weights, out, args.format)
     except (FileNotFoundError, ValueError, CheckpointError, ExportedWeightsError) as error:
+        if not any(out.iterdir()):
+            out.rmdir()  # nothing was exported: leave no empty folder behind
         print(f"error: {error}", file=sys.stderr)
         return 2
     write_yaml(out / "args.yaml", vars(args))
