@@ -52,8 +52,10 @@ def classifier_contract(checkpoint: dict) -> dict:
 
 
 def _plain(value):
-    if isinstance(value, (Path, np.generic)):
-        return value.item() if isinstance(value, np.generic) else str(value)
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "tolist"):  # numpy values and arrays, small tensors (e.g. fitted coefficients)
+        return value.tolist()
     if isinstance(value, (tuple, set)):
         return list(value)
     raise TypeError(type(value).__name__)

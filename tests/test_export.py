@@ -46,10 +46,13 @@ def test_crops_cut_together_equal_opencv_crops_within_rounding(rule):
 def test_contract_carries_every_key_but_the_weights():
     checkpoint = {"model": {"w": torch.zeros(2)}, "optimizer": {}, "arch": "baseline", "classes": ["no_tumor", "glioma"],
                   "input_size": 32, "mean": [0.5] * 3, "std": [0.5] * 3, "crop_rule": {"size": 32},
-                  "thresholds": {"default": 0.4}, "fusion": {"coef": [1.0, 2.0], "intercept": -1.5}, "args": {"out": Path("x")}}
+                  "thresholds": {"default": 0.4}, "fusion": {"det_logit": 1.0, "tumor_logit": 2.0, "intercept": -1.5},
+                  "args": {"out": Path("x")}, "calibration": torch.tensor([0.5, 0.25]), "n": np.int64(3)}
     contract = classifier_contract(checkpoint)
     assert set(contract) == set(checkpoint) - {"model", "optimizer"}
-    assert contract["fusion"] == {"coef": [1.0, 2.0], "intercept": -1.5} and contract["args"] == {"out": "x"}
+    assert contract["fusion"] == {"det_logit": 1.0, "tumor_logit": 2.0, "intercept": -1.5} and contract["args"] == {"out": "x"}
+    assert contract["calibration"] == [0.5, 0.25] and contract["n"] == 3
+    assert json.loads(json.dumps(contract)) == contract
 
 
 def test_prefetched_keeps_order_and_raises_the_loaders_error():
