@@ -87,7 +87,13 @@ class Cascade:
         """Detector boxes (pixels) and scores for each image, highest score first."""
         outputs = self.detector.predict(images, imgsz=self.imgsz, conf=self.conf if conf is None else conf,
                                         device=self.device, verbose=False, max_det=100)
-        return [(o.boxes.xyxy.cpu().numpy().astype(np.float32), o.boxes.conf.cpu().numpy().astype(np.float32)) for o in outputs]
+        found = []
+        for output in outputs:
+            boxes = output.boxes.xyxy.cpu().numpy().astype(np.float32)
+            scores = output.boxes.conf.cpu().numpy().astype(np.float32)
+            order = np.argsort(-scores, kind="stable")  # NMS already sorts; run(top_k=...) relies on it
+            found.append((boxes[order], scores[order]))
+        return found
 
     def classify(self, crops: np.ndarray) -> np.ndarray:
         """Class probabilities of uint8 crops (N, size, size, 3) as ``crop_for_classifier`` cuts them."""
