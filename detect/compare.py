@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mri.files import write_json
-from mri.reporting import fmt
+from mri.reporting import fmt, machine
 
 FINISHED = "finished.json"
 
@@ -76,7 +76,8 @@ def train_arm(arm: Arm, out: Path, settings: dict) -> dict:
         code = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT).returncode
     if code != 0 or not last.is_file():
         raise RuntimeError(f"arm {arm.name}: training failed (exit {code}); see {log}")
-    record = {"arm": arm.name, "weights": str(last), "train_seconds": round(time.perf_counter() - start, 1)}
+    record = {"arm": arm.name, "weights": str(last), "train_seconds": round(time.perf_counter() - start, 1),
+              "machine": machine(str(settings["device"]))}
     write_json(done, record)
     return record
 
@@ -86,6 +87,10 @@ def train_arms(arms: list[Arm], out: Path, settings: dict, jobs: int = 1) -> dic
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         records = list(pool.map(lambda arm: train_arm(arm, out, settings), arms))
     return {r["arm"]: r for r in records}
+
+
+def trained_on(records: dict[str, dict]) -> str:
+    return "; ".join(sorted({r.get("machine", "unknown machine") for r in records.values()}))
 
 
 def headline(metrics: dict) -> dict:
@@ -119,7 +124,8 @@ def render(report: dict) -> str:
     lines = [
         "# Detector recipes at equal budget",
         "",
-        f"{report['date']}, {report['machine']}. Every arm: {s['model']}, {s['epochs']} epochs, batch {s['batch']}, "
+        f"{report['date']}: trained on {report.get('trained_on', report['machine'])}, scored on {report['machine']}. "
+        f"Every arm: {s['model']}, {s['epochs']} epochs, batch {s['batch']}, "
         f"seed {s['seed']}, fraction {s['fraction']} of the training images, trained on the registry without "
         f"`{held}` (and without every image the audit links to it), `last.pt` scored. `in-distribution`: the "
         f"leakage-free test splits of the training sources; `held-out`: every image of `{held}`.",

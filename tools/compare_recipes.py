@@ -58,7 +58,7 @@ def load_settings(args) -> tuple[dict, list[str]]:
 
 
 def main(args) -> int:
-    from detect.compare import Arm, pick_winner, render, score_arm, train_arms
+    from detect.compare import Arm, pick_winner, render, score_arm, train_arms, trained_on
     from detect.evaluate import load_ground_truth
     from mri.splits import registry_records
 
@@ -90,7 +90,8 @@ def main(args) -> int:
         scores = score_arm(trained[arm.name]["weights"], arm.imgsz, test_sets, args.device) if test_sets else {}
         rows.append({"arm": arm.name, "train_seconds": trained[arm.name]["train_seconds"], "scores": scores})
         print(f"{arm.name}: {json.dumps(scores)}", flush=True)
-    report = {"date": utc_now(), "machine": machine(args.device), "settings": settings, "arms": rows,
+    report = {"date": utc_now(), "machine": machine(args.device), "trained_on": trained_on(trained),
+              "settings": settings, "arms": rows,
               "winner": pick_winner(rows) if "held_out" in test_sets else None}
     write_json(out / "compare_recipes.json", report)
     write_atomic(out / "compare_recipes.md", render(report))
