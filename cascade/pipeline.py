@@ -19,6 +19,7 @@ import torch
 
 from classify.checkpoint import CheckpointError, crop_rule_of
 from classify.crops import crops_for_boxes, crops_for_boxes_batched
+from classify.fusion import fused_score
 from classify.presets import to_batch
 
 
@@ -37,11 +38,7 @@ class Detection:
     crop: np.ndarray | None = None
     cam: np.ndarray | None = None
     classified: bool = True  # False for boxes beyond ``top_k`` (their tumor_prob and type_prob are NaN)
-
-    @property
-    def score(self) -> float:
-        """Ranking score of a cascade box: the geometric mean of detector and classifier confidence."""
-        return float(np.sqrt(self.det_score * self.tumor_prob))
+    score: float = float("nan")  # ranking score: classify.fusion.fused_score of det_score and tumor_prob
 
     def as_dict(self) -> dict:
         return {"box": [round(v, 1) for v in self.box], "type": self.type, "det_score": round(self.det_score, 4),
@@ -147,6 +144,7 @@ class Cascade:
                     box=box.tolist(), det_score=float(score), tumor_prob=tumor_prob, type=self.types[type_index],
                     type_prob=float(p[1 + type_index] / max(tumor_prob, 1e-9)), kept=tumor_prob >= self.threshold,
                     crop=image_crops[i] if keep_crops else None,
+                    score=float(fused_score([score], [tumor_prob], self.checkpoint.get("fusion"))[0]),
                 ))
             offset += len(picked)
             if cam:

@@ -34,7 +34,7 @@ def evaluation_markdown(metrics: dict) -> str:
         f"{metrics['n_images']} images, {metrics['seconds']:.0f} s. Detector {settings['det_weights']} at "
         f"{settings['imgsz']} px; classifier {settings['cls_weights']}, P(tumor) threshold {settings['cls_threshold']:.3f}. "
         "Boxes match at IoU 0.5. Curves (mAP, sensitivity at FP/image) rank every box: the detector by its score, the "
-        "cascade by the geometric mean of detector score and classifier P(tumor). 'Shipped settings': detector "
+        "cascade by the classifier checkpoint's fusion of detector score and P(tumor) (geometric mean without one). 'Shipped settings': detector "
         f"confidence {settings['det_conf']}, and for the cascade only the boxes the classifier keeps. "
         "n/a: not defined (no typed boxes, or sensitivity 0.90 never reached).",
         "",

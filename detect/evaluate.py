@@ -16,13 +16,14 @@ from mri.splits import registry_records
 def load_ground_truth(data: list[str], split: str, registry: Registry, leakage_free: bool = True) -> list[LabeledImage]:
     """Records of ``split`` from registry dataset names, or from one YOLO data.yaml / COCO json path.
 
-    Registry datasets use the leakage-free split assignment (the split the detector was *not* trained on).
+    Registry datasets use the leakage-free split assignment (the split the detector was *not* trained on);
+    ``split="all"`` takes every image (of a source held out of training).
     """
     if len(data) == 1 and Path(data[0]).suffix in (".yaml", ".yml", ".json"):
         spec = dataset_from_path(data[0], registry, split)
         return read_dataset(spec, registry, split)
     records, _ = registry_records(registry, data, leakage_free)
-    chosen = [r for r in records if r.split == split]
+    chosen = records if split == "all" else [r for r in records if r.split == split]
     if not chosen:
         raise DatasetError([f"no images in split '{split}' of {', '.join(data)}"])
     return chosen

@@ -23,7 +23,7 @@ from pathlib import Path
 import mri.offline  # noqa: F401
 from mri.cli import resolve_path, seed_everything
 from mri.files import OutputError, new_run_dir, output_dir, write_json, write_yaml
-from mri.offline import RUNS_DIR
+from mri.offline import RUNS_DIR, keep_torch_threads
 from mri.registry import DatasetError, load_registry
 from mri.scan_io import first_line
 
@@ -33,7 +33,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--weights", required=True, help="detector weights (.pt)")
     parser.add_argument("--data", nargs="+", default=None,
                         help="registry dataset names (default: all), or one data.yaml / COCO json path")
-    parser.add_argument("--split", default="test", choices=["train", "val", "test"])
+    parser.add_argument("--split", default="test", choices=["train", "val", "test", "all"],
+                        help="registry split (leakage-free); all: every image, e.g. of a source held out of training")
     parser.add_argument("--registry", default=None, help="datasets.yaml to read (default: the project's)")
     parser.add_argument("--no-leakage-free", dest="leakage_free", action="store_false",
                         help="use the sources' own splits instead of the leakage-free assignment")
@@ -61,12 +62,14 @@ def load_detector(weights: str | Path):
     try:
         with ultralytics_safe_loading(), warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # torch's notes on odd pickles; the error says enough
-            return YOLO(str(path), task="detect")
+            model = YOLO(str(path), task="detect")
     except Exception as error:  # ultralytics raises many types for a bad checkpoint
         detail = first_line(error).replace("ERROR ❌️", "").replace(str(path), "the file").strip()
         detail = re.sub(r"\s*(Recommended fixes|Use an official).*$", "", detail)  # advice that needs the network
         raise ValueError(f"{path}: invalid weights, not a valid ultralytics detector checkpoint "
                          f"({error.__class__.__name__}: {detail})") from None
+    keep_torch_threads(model)
+    return model
 
 
 @contextlib.contextmanager

@@ -26,7 +26,8 @@ TOP_K = 20  # boxes per slice the classifier scores, best detector scores first;
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", nargs="+", required=True, help="registry name(s), a data.yaml or a COCO json")
-    parser.add_argument("--split", default="test", choices=["train", "val", "test"])
+    parser.add_argument("--split", default="test", choices=["train", "val", "test", "all"],
+                        help="registry split (leakage-free); all: every image, e.g. of a source held out of training")
     parser.add_argument("--out", required=True, help="output folder (a new one is made if it exists)")
     parser.add_argument("--det-weights", default=str(PROJECT_ROOT / "weights" / "detector.pt"))
     parser.add_argument("--cls-weights", default=str(PROJECT_ROOT / "weights" / "classifier.pt"))
@@ -45,8 +46,8 @@ def get_args_parser() -> argparse.ArgumentParser:
 def run_both(cascade, records, batch: int, conf: float, top_k: int | None = None):
     """Detector-only and cascade ImageResults for every record, from one detector pass.
 
-    Curves (mAP, FROC) rank every box: the detector by its score, the cascade by the geometric mean of
-    detector score and classifier P(tumor). The operating point is what each outputs at its shipped
+    Curves (mAP, FROC) rank every box: the detector by its score, the cascade by ``Detection.score`` (the
+    classifier checkpoint's fitted fusion of both heads, see ``classify.fusion``). The operating point is what each outputs at its shipped
     settings: detector boxes at ``conf``; cascade boxes at ``conf`` that the classifier keeps.
     ``top_k``: the classifier scores only each slice's k best detector boxes (and every box at ``conf``, so
     the operating point is exact); a box it did not score ranks after all scored boxes in the cascade's
