@@ -116,6 +116,20 @@ def test_training_and_inference_crop_alike(tiny_registry):
     assert np.array_equal(crops.images[crops.kinds == "box"][0], crop_for_classifier(image, box, CropRule(size=40)))
 
 
+def test_crop_cache_is_reused_and_rebuilt_when_a_label_changes(tiny_registry, tmp_path):
+    from classify.crop_data import cached_split
+
+    registry = load_registry(tiny_registry)
+    cache = tmp_path / "cache"
+    first = cached_split(split_records(registry, None)["val"], registry, CropRule(size=32), False, 0, cache_dir=cache)
+    again = cached_split(split_records(registry, None)["val"], registry, CropRule(size=32), False, 0, cache_dir=cache)
+    assert len(list(cache.iterdir())) == 1 and np.array_equal(first.images, again.images)
+    label = next(p for p in sorted((tmp_path / "yolo_set").rglob("val/*.txt")) if p.read_text().strip())
+    label.write_text("0 0.5 0.5 0.2 0.2\n")  # the box moved: the cached crops are stale
+    changed = cached_split(split_records(registry, None)["val"], registry, CropRule(size=32), False, 0, cache_dir=cache)
+    assert len(list(cache.iterdir())) == 2 and not np.array_equal(changed.images, first.images)
+
+
 # --- models ------------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("arch", ["tf_efficientnet_lite0", "tf_efficientnet_lite2"])
@@ -186,6 +200,7 @@ def test_checkpoint_carries_what_inference_needs(trained):
     assert set(metrics["test"]["per_dataset"]) == {"tiny_yolo", "tiny_coco"}
 
 
+@pytest.mark.slow
 def test_resume_continues_an_interrupted_run(trained, tmp_path, monkeypatch):
     from classify import engine, train
 
@@ -230,6 +245,7 @@ def test_unknown_dataset_is_one_clear_line(tiny_registry):
 
 # --- more than one process ---------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_torchrun_two_cpu_processes_train_with_equal_weights(trained, tmp_path):
     _, registry, _, env = trained
     result = subprocess.run(
@@ -251,3 +267,14 @@ def test_classify_val_writes_metrics_per_dataset(trained, tmp_path):
     metrics = json.loads((tmp_path / "val" / "metrics.json").read_text())
     assert {"tumor_f1", "tumor_precision", "tumor_recall", "roc_auc", "type_accuracy", "type_macro_f1"} <= set(metrics["overall"])
     assert set(metrics["per_dataset"]) == {"tiny_yolo", "tiny_coco"} and "at_default_threshold" in metrics
+
+
+@pytest.mark.slow
+def test_max_train_crops_trains_on_that_many_crops(tiny_registry, tmp_path):
+    from classify import train
+
+    args = train.get_args_parser().parse_args(["--registry", str(tiny_registry), "--arch", "baseline", "--epochs", "1",
+                                               "--input-size", "32", "--batch", "8", "--max-train-crops", "5",
+                                               "--project", str(tmp_path), "--name", "budget"])
+    assert train.main(args) == 0
+    assert json.loads((tmp_path / "budget" / "metrics.json").read_text())["n_crops"]["train"] == 5

@@ -139,6 +139,20 @@ def test_resume_keeps_the_runs_own_preset(interrupted_run, tmp_path, monkeypatch
     assert seen["preset"] == "boxsafe" and seen["resume"] is True and seen["save_dir"] == str(run)
 
 
+def test_typed_training_keeps_the_three_types(tiny_registry, monkeypatch, tmp_path):
+    import yaml
+    from ultralytics import YOLO
+
+    seen = {}
+    monkeypatch.setattr(YOLO, "train", lambda self, **kwargs: seen.update(kwargs))
+    args = detect_train.get_args_parser().parse_args(["--registry", str(tiny_registry), "--typed", "--epochs", "1",
+                                                      "--project", str(tmp_path)])
+    assert detect_train.main(args) == 0
+    assert seen["single_cls"] is False and seen["name"].endswith("-typed")
+    names = yaml.safe_load(open(seen["data"]))["names"]
+    assert list(names.values() if isinstance(names, dict) else names) == ["glioma", "meningioma", "pituitary"]
+
+
 def test_resume_of_a_finished_run_is_refused_with_how_to_train_on(trained_run, capsys, monkeypatch):
     from ultralytics import YOLO
 

@@ -39,11 +39,11 @@ def test_json_contract_on_a_foreign_dataset_with_other_class_names(tiny_weights,
     assert (out / "report.md").read_text().startswith("# Detector alone vs cascade")
 
 
-def test_foreign_class_names_map_by_name(tmp_path):
+def test_foreign_class_names_map_by_name(tiny_registry, tmp_path):
     from mri.registry import dataset_from_path, load_registry, read_dataset
 
     root = make_yolo_dataset(tmp_path / "foreign", names=("Pituitary", "GLIOMA", "no_tumor"))
-    registry = load_registry()
+    registry = load_registry(tiny_registry)  # a test registry: no shared data needed
     spec = dataset_from_path(root / "data.yaml", registry, "train")
     assert spec.class_map == {"Pituitary": "pituitary", "GLIOMA": "glioma"} and spec.ignore_classes == ["no_tumor"]
     records = read_dataset(spec, registry, "train")

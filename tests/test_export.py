@@ -193,3 +193,34 @@ def test_export_cli_refuses_missing_weights_in_one_line(tmp_path):
     assert result.stderr.strip().splitlines() == [f"error: {tmp_path / 'none.pt'}: detector weights not found "
                                                   "(train one with `python -m detect.train`)"]
     assert not out.exists()
+
+
+def test_cascade_crops_are_crop_for_classifier_crops(tiny_weights):
+    from classify.crops import crop_for_classifier
+
+    cascade = Cascade.load(tiny_weights["det"], tiny_weights["cls"], conf=0.001)
+    images = _scans()
+    results = cascade.run(images, keep_crops=True)
+    assert any(results)
+    for image, detections in zip(images, results):
+        for detection in detections:
+            assert np.array_equal(detection.crop, crop_for_classifier(image, detection.box, cascade.rule))
+
+
+def test_export_weights_ships_an_fp16_classifier_that_gives_the_same_results(tiny_weights, tmp_path):
+    import export_weights
+
+    out = tmp_path / "weights"
+    args = export_weights.get_args_parser().parse_args(["--detector", str(tiny_weights["det"]),
+                                                         "--classifier", str(tiny_weights["cls"]), "--out", str(out)])
+    assert export_weights.main(args) == 0
+    shipped = torch.load(out / "classifier.pt", map_location="cpu", weights_only=True)
+    assert not {"optimizer", "scheduler"} & set(shipped)
+    assert {v.dtype for v in shipped["model"].values() if v.is_floating_point()} == {torch.float16}
+    assert (out / "detector.pt").read_bytes() == Path(tiny_weights["det"]).read_bytes()
+    images = _scans()
+    full = Cascade.load(tiny_weights["det"], tiny_weights["cls"], conf=0.001).run(images)
+    half = Cascade.load(out / "detector.pt", out / "classifier.pt", conf=0.001).run(images)
+    assert [len(d) for d in full] == [len(d) for d in half]
+    for a, b in zip(full, half):
+        assert [d.tumor_prob for d in b] == pytest.approx([d.tumor_prob for d in a], abs=0.02)

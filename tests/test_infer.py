@@ -56,7 +56,10 @@ def test_folder_writes_boxed_images_and_records(tiny_weights, scans, tmp_path):
         rows = list(csv.DictReader(handle))
     assert len(rows) == len(detections) and {"x1", "det_score", "tumor_prob", "kept"} <= set(rows[0])
     assert len(list((out / "crops").iterdir())) == len(detections)
-    assert data["settings"]["cls_threshold"] == pytest.approx(data["settings"]["cls_threshold"])
+    import torch
+
+    shipped = torch.load(tiny_weights["cls"], map_location="cpu", weights_only=True)["thresholds"]["default"]
+    assert data["settings"]["cls_threshold"] == pytest.approx(shipped)  # the checkpoint's calibrated threshold
 
 
 def test_single_image_and_glob(tiny_weights, scans, tmp_path):
