@@ -5,8 +5,11 @@
     python tools/bench_report.py --from runs/bench/cascade --only inference   # replace just that section
 
 Reads, from the --from folder: eval/<dataset>/metrics.json (tools/evaluate.py on each test split),
-detect-val/metrics.json, classify-val/metrics.json, bench-detect/bench_detect.json and
-bench-cascade/bench_cascade.json; and compare_classifiers.json from --compare. With --only inference, the
+detect-val/metrics.json, classify-val/metrics.json, bench-audit/, bench-detect/bench_detect.json and
+bench-cascade/bench_cascade.json; compare_classifiers.json from --compare, compare_recipes.md from
+--recipes and the held-out cascade's metrics.json from --heldout. A timing section whose measurement is
+not in --from (audit, training or inference throughput) is carried over from the existing REPORT.md as it
+was, with the date it was measured. With --only inference, the
 --from folder holds bench_cascade.json (or bench-cascade/bench_cascade.json) and only the inference section
 of the existing REPORT.md is replaced; every other section stays as it was.
 """
@@ -29,6 +32,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--from", dest="source", required=True, help="the folder make bench measured into")
     parser.add_argument("--compare", default=None, help="folder of tools/compare_classifiers.py's report")
+    parser.add_argument("--recipes", default=None, help="folder of tools/compare_recipes.py's report")
+    parser.add_argument("--heldout", default=None,
+                        help="folder of tools/evaluate.py on a held-out source (both heads trained without it)")
     parser.add_argument("--out", default=str(PROJECT_ROOT / "benchmarks"))
     parser.add_argument("--only", choices=["inference"], default=None,
                         help="regenerate only this section of the existing REPORT.md")
@@ -64,6 +70,42 @@ def inference_only(source: Path, out: Path) -> int:
 
 def _read(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+AUDIT_HEADING = "## Duplicate and leakage audit (`python tools/bench_audit.py`)"
+TRAINING_HEADING = "## Training throughput (`python tools/bench_detect.py`)"
+
+
+def old_section(report_file: Path, heading: str) -> list[str]:
+    """The lines of ``heading``'s section in an existing report (empty if there is none)."""
+    if not report_file.is_file():
+        return []
+    old = report_file.read_text().split("\n")
+    if heading not in old:
+        return []
+    start = old.index(heading)
+    end = next((i for i in range(start + 1, len(old)) if old[i].startswith("## ")), len(old))
+    return old[start:end]
+
+
+def heldout_section(metrics: dict) -> list[str]:
+    d, c = metrics["detector"], metrics["cascade"]
+    rows = [("mAP50", "map50"), ("mAP50-95", "map50_95")]
+    lines = ["## The cascade on a source it never saw (`python tools/evaluate.py --split all`)", "",
+             f"Both heads trained without `{', '.join(sorted(metrics.get('per_dataset', {})) or ['?'])}` (and without every "
+             f"image the audit links to it), scored on all {metrics['n_images']} of its images. Curves rank the cascade's "
+             "boxes by the classifier checkpoint's fusion of both scores; the operating point is each system's shipped "
+             "setting.", "",
+             "| | detector alone | cascade |", "|---|---|---|"]
+    lines += [f"| {label} | {fmt(d[key])} | {fmt(c[key])} |" for label, key in rows]
+    lines += [f"| sensitivity at {rate} FP/image | {fmt(d['sens_at_fp'][rate])} | {fmt(c['sens_at_fp'][rate])} |"
+              for rate in d["sens_at_fp"]]
+    lines += [f"| FP/image at 0.90 sensitivity | {fmt(d['fp_per_image_at_sens90'], 2)} | {fmt(c['fp_per_image_at_sens90'], 2)} |"]
+    if "operating_point" in d and "operating_point" in c:
+        lines += [f"| operating point: sensitivity / FP per image | {fmt(d['operating_point']['sensitivity'])} / "
+                  f"{fmt(d['operating_point']['fp_per_image'], 2)} | {fmt(c['operating_point']['sensitivity'])} / "
+                  f"{fmt(c['operating_point']['fp_per_image'], 2)} |"]
+    return lines
 
 
 def detection_section(evaluations: dict) -> list[str]:
@@ -118,21 +160,35 @@ def main(args) -> int:
                   "| dataset | crops | tumor F1 | type accuracy |", "|---|---|---|---|"]
         lines += [f"| {k} | {v['n']} | {fmt(v['tumor_f1'])} | {fmt(v['type_accuracy'])} |" for k, v in classify_val["per_dataset"].items()]
         lines += [""]
+    recipes_md = resolve_path(args.recipes) / "compare_recipes.md" if args.recipes else None
+    if recipes_md and recipes_md.is_file():
+        body = recipes_md.read_text().split("\n", 2)[2]
+        lines += ["## Detector recipes at equal budget (`python tools/compare_recipes.py`)", "", body.strip(), ""]
+    heldout = _read(resolve_path(args.heldout) / "metrics.json") if args.heldout else None
+    if heldout:
+        lines += heldout_section(heldout) + [""]
     if compare_md and compare_md.is_file():
         body = compare_md.read_text().split("\n", 2)[2]
         lines += ["## Classifier comparison (`python tools/compare_classifiers.py`)", "", body.strip(), ""]
     bench_audit = _read(source / "bench-audit" / "bench_audit.json")
+    report_file = out / "REPORT.md"
     if bench_audit:
-        lines += ["## Duplicate and leakage audit (`python tools/bench_audit.py`)", "",
+        lines += [AUDIT_HEADING, "",
                   f"{bench_audit['n_images']} images in {bench_audit['median_seconds']['total_s']} s "
                   f"(median of {bench_audit['repeats']} runs; target: under 120 s).", ""]
+    else:
+        lines += old_section(report_file, AUDIT_HEADING)
     if bench_detect:
-        lines += ["## Training throughput (`python tools/bench_detect.py`)", "",
+        lines += [TRAINING_HEADING, "",
                   f"Ours {bench_detect['ours']['images_per_s']} images/s vs plain ultralytics "
                   f"{bench_detect['plain_ultralytics']['images_per_s']} images/s: **{bench_detect['speedup']}x** "
                   f"({bench_detect['date']}, {bench_detect['machine']}).", ""]
+    else:
+        lines += old_section(report_file, TRAINING_HEADING)
     if bench_cascade:
         lines += [INFERENCE_HEADING, "", *bench_cascade_lines(bench_cascade), ""]
+    else:
+        lines += old_section(report_file, INFERENCE_HEADING)
     write_atomic(out / "REPORT.md", "\n".join(lines))
     for path in [*(source / "eval").glob("*/metrics.json")]:
         shutil.copyfile(path, out / f"eval_{path.parent.name}.json")
@@ -145,6 +201,10 @@ def main(args) -> int:
             shutil.copyfile(path, out / name)
     if compare_dir and (compare_dir / "compare_classifiers.json").is_file():
         shutil.copyfile(compare_dir / "compare_classifiers.json", out / "compare_classifiers.json")
+    if args.recipes and (resolve_path(args.recipes) / "compare_recipes.json").is_file():
+        shutil.copyfile(resolve_path(args.recipes) / "compare_recipes.json", out / "compare_recipes.json")
+    if heldout:
+        shutil.copyfile(resolve_path(args.heldout) / "metrics.json", out / "eval_heldout.json")
     print(f"report written to {out / 'REPORT.md'}")
     return 0
 
