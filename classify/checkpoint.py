@@ -2,8 +2,9 @@
 
 Keys: ``model`` (state dict), ``arch``, ``classes`` (output order: no tumor, then types), ``input_size``,
 ``mean``/``std`` (RGB, 0-1 scale), ``crop_rule`` (see ``classify.crops.CropRule``), ``thresholds`` (on
-P(tumor), calibrated on validation), ``epoch``, ``args``, ``history``, ``metrics``; training checkpoints also
-carry ``optimizer`` and ``scheduler`` for ``--resume``. Only tensors and plain Python values are stored, so
+P(tumor), calibrated on validation: absent until a run finishes, and inference refuses a checkpoint without
+them), ``epoch``, ``args``, ``history``, ``metrics``; training checkpoints also carry ``optimizer`` and
+``scheduler`` for ``--resume``. Only tensors and plain Python values are stored, so
 ``torch.load(..., weights_only=True)`` reads it.
 """
 
@@ -18,7 +19,7 @@ from classify.crops import CropRule
 from classify.models import create_classifier
 from mri.files import write_atomic
 
-REQUIRED = ("model", "arch", "classes", "input_size", "mean", "std", "crop_rule", "thresholds")
+REQUIRED = ("model", "arch", "classes", "input_size", "mean", "std", "crop_rule")
 
 
 class CheckpointError(ValueError):
@@ -34,7 +35,9 @@ def save_checkpoint(path: str | Path, checkpoint: dict, half: bool = False) -> P
     return write_atomic(path, buffer.getvalue())
 
 
-def load_checkpoint(path: str | Path) -> dict:
+def load_checkpoint(path: str | Path, calibrated: bool = True) -> dict:
+    """Read a checkpoint; ``calibrated`` (inference) also refuses one whose thresholds were never calibrated,
+    as an interrupted run leaves its best.pt and last.pt."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: classifier weights not found (train one with `python -m classify.train`)")
@@ -45,6 +48,10 @@ def load_checkpoint(path: str | Path) -> dict:
     missing = [key for key in REQUIRED if not isinstance(checkpoint, dict) or key not in checkpoint]
     if missing:
         raise CheckpointError(f"{path}: not a classifier checkpoint of this project (missing: {', '.join(missing)})")
+    if calibrated and not checkpoint.get("thresholds"):
+        raise CheckpointError(f"{path}: no calibrated decision threshold (its training did not finish); finish it with "
+                              f"`python -m classify.train --resume {path}` or calibrate it with "
+                              f"`python -m classify.val --weights {path} --calibrate`")
     return checkpoint
 
 

@@ -30,7 +30,8 @@ def selection_score(entry: dict) -> float:
     return (val["tumor_f1"] + (val["type_accuracy"] if val["type_accuracy"] is not None else val["tumor_f1"])) / 2
 
 
-def new_checkpoint(model, args, registry, rule: CropRule, history: list, epoch: int, thresholds=None) -> dict:
+def new_checkpoint(model, args, registry, rule: CropRule, history: list, epoch: int) -> dict:
+    """A training checkpoint: no ``thresholds`` until ``finish_run`` calibrates them."""
     mean, std = normalisation(args.arch)
     return {
         "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
@@ -40,7 +41,6 @@ def new_checkpoint(model, args, registry, rule: CropRule, history: list, epoch: 
         "mean": list(mean),
         "std": list(std),
         "crop_rule": rule.as_dict(),
-        "thresholds": thresholds or {"default": 0.5},
         "epoch": epoch,
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "history": history,
@@ -63,14 +63,21 @@ def evaluate_checkpoint(checkpoint: dict, crops: CropSet, device, threshold: flo
     return metrics_by_dataset(probabilities, crops.labels, crops.datasets, threshold), probabilities
 
 
+def calibrate_checkpoint(checkpoint: dict, val_set: CropSet, device, min_sensitivity: float) -> dict:
+    """The checkpoint with ``thresholds`` calibrated on the validation crops (``val_set``)."""
+    model = model_from_checkpoint(checkpoint, str(device))
+    probabilities = predict_crops(model, val_set.images, checkpoint["mean"], checkpoint["std"], device)
+    return {**checkpoint, "thresholds": calibrate_thresholds(probabilities, val_set.labels, min_sensitivity)}
+
+
 def finish_run(run_dir: Path, args, registry, val_set: CropSet, test_set: CropSet, train_set: CropSet, device, history):
     """Calibrate thresholds on validation, evaluate on test, and write the run's figures and metrics."""
-    best = load_checkpoint(run_dir / "best.pt")
+    best = load_checkpoint(run_dir / "best.pt", calibrated=False)
     model = model_from_checkpoint(best, str(device))
     val_probabilities = predict_crops(model, val_set.images, best["mean"], best["std"], device)
     thresholds = calibrate_thresholds(val_probabilities, val_set.labels, args.min_sensitivity)
     for name in ("best.pt", "last.pt"):
-        checkpoint = load_checkpoint(run_dir / name)
+        checkpoint = load_checkpoint(run_dir / name, calibrated=False)
         checkpoint["thresholds"] = thresholds
         save_checkpoint(run_dir / name, checkpoint)
     best["thresholds"] = thresholds

@@ -52,8 +52,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     run.add_argument("--weight-decay", type=float, default=0.05)
     run.add_argument("--label-smoothing", type=float, default=0.05)
     run.add_argument("--min-sensitivity", type=float, default=0.95, help="for the high-sensitivity threshold")
-    run.add_argument("--workers", type=int, default=0, help="data-loading processes")
-    run.add_argument("--device", default="cpu", help="cpu, 0, cuda:0 (under torchrun: each rank's local GPU)")
+    run.add_argument("--workers", type=int, default=None, help="data-loading processes (default 0)")
+    run.add_argument("--device", default=None,
+                     help="cpu (default), 0, cuda:0 (under torchrun: each rank's local GPU)")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--name", default=None, help="run folder under runs/classify/ (default: the arch)")
     run.add_argument("--project", default=str(RUNS_DIR / "classify"))
@@ -76,7 +77,7 @@ def resumable_checkpoint(resume: str) -> dict:
 
     path = resolve_path(resume)
     path = path / "last.pt" if path.is_dir() else path
-    checkpoint = load_checkpoint(path)
+    checkpoint = load_checkpoint(path, calibrated=False)
     if "optimizer" not in checkpoint or not isinstance(checkpoint.get("args"), dict) or "epoch" not in checkpoint:
         raise CheckpointError(f"{path}: not a training checkpoint (no optimizer state); resume from a run's last.pt")
     epochs = checkpoint["args"].get("epochs")
@@ -84,6 +85,23 @@ def resumable_checkpoint(resume: str) -> dict:
         raise CheckpointError(f"{path}: this run is finished (all {epochs} epochs trained), there is nothing to resume; "
                               "start a new run to train longer")
     return checkpoint
+
+
+RUNTIME_DEFAULTS = {"device": "cpu", "workers": 0}  # flags of the machine, not the recipe: --resume takes them anew
+
+
+def resumed_args(saved: dict, given: argparse.Namespace) -> argparse.Namespace:
+    """The interrupted run's own arguments, with the runtime flags (device, workers) given on this command line."""
+    defaults = vars(get_args_parser().parse_args([]))
+    explicit = {k: getattr(given, k) for k in RUNTIME_DEFAULTS if getattr(given, k, None) is not None}
+    return with_runtime_defaults(argparse.Namespace(**{**defaults, **saved, **explicit, "resume": given.resume}))
+
+
+def with_runtime_defaults(args: argparse.Namespace) -> argparse.Namespace:
+    for key, value in RUNTIME_DEFAULTS.items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+    return args
 
 
 def main(args) -> int:
@@ -105,7 +123,8 @@ def main(args) -> int:
         except CheckpointError as error:
             print(error, file=sys.stderr)
             return 2
-        args = argparse.Namespace(**{**resumed["args"], "resume": args.resume})
+        args = resumed_args(resumed["args"], args)
+    args = with_runtime_defaults(args)
     seed_everything(args.seed)
     context = init_distributed(args.device)
     device = resolve_device(args.device, context)

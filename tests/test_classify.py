@@ -219,12 +219,32 @@ def test_resume_continues_an_interrupted_run(trained, tmp_path, monkeypatch):
                                                "--input-size", "32", "--batch", "8", "--project", str(tmp_path), "--name", "cut"])
     with pytest.raises(KeyboardInterrupt):
         train.main(args)
-    assert load_checkpoint(tmp_path / "cut" / "last.pt")["epoch"] == 0
+    assert load_checkpoint(tmp_path / "cut" / "last.pt", calibrated=False)["epoch"] == 0
+    for name in ("last.pt", "best.pt"):  # never a placeholder threshold: inference refuses, saying how to calibrate
+        with pytest.raises(CheckpointError, match="no calibrated decision threshold.*classify.val .*--calibrate"):
+            load_checkpoint(tmp_path / "cut" / name)
+    from classify import val
+
+    out = tmp_path / "calibration"
+    assert val.main(val.get_args_parser().parse_args(["--weights", str(tmp_path / "cut" / "best.pt"), "--calibrate",
+                                                      "--registry", str(registry), "--out", str(out)])) == 0
+    assert {"max_f1", "default"} <= set(load_checkpoint(out / "calibrated.pt")["thresholds"])
     monkeypatch.setattr(engine, "train_one_epoch", original)
     assert train.main(train.get_args_parser().parse_args(["--resume", str(tmp_path / "cut" / "last.pt")])) == 0
     history = json.loads((tmp_path / "cut" / "history.json").read_text())
     assert [h["epoch"] for h in history] == [0, 1]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut"]  # resumed in place, no new run folder
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["calibration", "cut"]  # resumed in place, no new run folder
+    assert "thresholds" in load_checkpoint(tmp_path / "cut" / "last.pt")
+
+
+def test_resume_keeps_the_runs_arguments_but_takes_this_machines_device_and_workers():
+    from classify import train
+
+    saved = {**vars(train.get_args_parser().parse_args([])), "epochs": 5, "device": "0", "workers": 8}  # a GPU run
+    given = train.get_args_parser().parse_args(["--resume", "last.pt", "--device", "cpu", "--workers", "2", "--epochs", "99"])
+    merged = train.resumed_args(saved, given)
+    assert (merged.device, merged.workers, merged.epochs, merged.resume) == ("cpu", 2, 5, "last.pt")
+    assert train.resumed_args(saved, train.get_args_parser().parse_args(["--resume", "x"])).device == "0"
 
 
 def test_bad_checkpoint_is_one_clear_line(tmp_path):
