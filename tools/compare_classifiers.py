@@ -19,13 +19,14 @@ import json
 import sys
 
 import mri.offline  # noqa: F401
+from mri.cli import resolve_path
 from mri.files import write_atomic, write_json, write_yaml
 from mri.reporting import fmt, machine, output_folder, utc_now
 
-CONTENDERS = [
+CONTENDERS = [  # the slowest last, so a cut-short run still compares the other two
+    ("tf_efficientnet_lite0", "imagenet", "EfficientNet-Lite0, ImageNet transfer"),
     ("baseline", "none", "small CNN (2 conv + dense), from scratch"),
     ("efficientnet_b4", "none", "EfficientNet-B4, from scratch"),
-    ("tf_efficientnet_lite0", "imagenet", "EfficientNet-Lite0, ImageNet transfer"),
 ]
 
 
@@ -38,6 +39,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-train-crops", type=int, default=4000, help="0: all training crops")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default=None, help="report folder (default: a new runs/bench/compare_classifiers)")
+    parser.add_argument("--resume", default=None, metavar="FOLDER",
+                        help="continue in FOLDER: models whose run finished there are scored, not retrained")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", nargs="+", default=None, help="run only these architectures")
     parser.add_argument("--hold-out", nargs="*", default=["br35h"], help="datasets no model trains on (none: empty)")
@@ -48,7 +51,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 def main(args) -> int:
     from classify import train
 
-    out = output_folder(args.out, "compare_classifiers")
+    out = resolve_path(args.resume) if args.resume else output_folder(args.out, "compare_classifiers")
     write_yaml(out / "args.yaml", vars(args))
     rows = []
     for arch, pretrained, label in CONTENDERS:
@@ -63,7 +66,8 @@ def main(args) -> int:
             flags += ["--hold-out", *args.hold_out]
         if args.proposals:
             flags += ["--proposals", args.proposals]
-        code = train.main(train.get_args_parser().parse_args(flags))
+        finished = (out / arch / "metrics.json").is_file()
+        code = 0 if finished else train.main(train.get_args_parser().parse_args(flags))
         if code != 0:
             print(f"{arch}: training failed (exit {code})", file=sys.stderr)
             return code
