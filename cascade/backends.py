@@ -76,7 +76,7 @@ def openvino_xml(path: str | Path) -> Path:
 
 def load_detector(weights: str | Path):
     """An ultralytics detector from ``.pt``, ``.onnx`` or an OpenVINO folder; a clear one-line error otherwise."""
-    from detect.val import load_detector as load_pytorch_detector
+    from detect.model import load_detector as load_pytorch_detector
     from mri.cli import resolve_path
 
     kind = weights_format(weights)
@@ -143,7 +143,7 @@ def detector_threads(model) -> int:
 
 def detector_image_size(model, weights: str | Path) -> int:
     """The input size a detector was trained (or exported) at."""
-    from detect.val import trained_image_size
+    from detect.model import trained_image_size
 
     if weights_format(weights) == "pytorch":
         return trained_image_size(model)

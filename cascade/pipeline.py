@@ -82,15 +82,9 @@ class Cascade:
 
     def detect(self, images: list[np.ndarray], conf: float | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
         """Detector boxes (pixels) and scores for each image, highest score first."""
-        outputs = self.detector.predict(images, imgsz=self.imgsz, conf=self.conf if conf is None else conf,
-                                        device=self.device, verbose=False, max_det=100)
-        found = []
-        for output in outputs:
-            boxes = output.boxes.xyxy.cpu().numpy().astype(np.float32)
-            scores = output.boxes.conf.cpu().numpy().astype(np.float32)
-            order = np.argsort(-scores, kind="stable")  # NMS already sorts; run(top_k=...) relies on it
-            found.append((boxes[order], scores[order]))
-        return found
+        from detect.model import predict_boxes
+
+        return predict_boxes(self.detector, images, self.imgsz, self.conf if conf is None else conf, self.device)
 
     def classify(self, crops: np.ndarray) -> np.ndarray:
         """Class probabilities of uint8 crops (N, size, size, 3) as ``crop_for_classifier`` cuts them."""

@@ -183,7 +183,7 @@ def main(args) -> int:
 
 
 def _load_proposal_detector(run_or_weights: str):
-    from detect.val import load_detector
+    from detect.model import load_detector
 
     path = resolve_path(run_or_weights)
     return load_detector(path / "weights" / "best.pt" if path.is_dir() else path)
@@ -192,7 +192,7 @@ def _load_proposal_detector(run_or_weights: str):
 def _detect(detector, records, device, recipe):
     """The detector's boxes on ``records`` (as ``ImageResult``), down to the proposal confidence floor."""
     from detect.evaluate import predict
-    from detect.val import trained_image_size
+    from detect.model import trained_image_size
 
     return predict(detector, records, trained_image_size(detector), recipe.proposal_min_conf, device)
 

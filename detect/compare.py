@@ -103,7 +103,7 @@ def headline(metrics: dict) -> dict:
 def score_arm(weights: str | Path, imgsz: int, test_sets: dict[str, list], device: str) -> dict:
     """Headline figures of one trained arm on each named list of ground-truth records."""
     from detect.evaluate import evaluate_detector
-    from detect.val import load_detector
+    from detect.model import load_detector
 
     model = load_detector(weights)
     return {name: headline(evaluate_detector(model, records, imgsz, 0.25, device)[0])

@@ -38,6 +38,7 @@ def predict(model, records: list[LabeledImage], imgsz: int, conf: float, device:
     """Run an ultralytics detector over the records' images (class-agnostic results, boxes in pixels)."""
     from tqdm import tqdm
 
+    from detect.model import predict_boxes
     from mri.scan_io import read_scan
 
     results = []
@@ -45,16 +46,12 @@ def predict(model, records: list[LabeledImage], imgsz: int, conf: float, device:
     for start in range(0, len(records), batch):
         chunk = records[start : start + batch]
         images = [read_scan(r.path)[0].image for r in chunk]
-        outputs = model.predict(images, imgsz=imgsz, conf=conf, device=device, verbose=False, max_det=100)
-        for record, image, output in zip(chunk, images, outputs):
+        for record, image, (boxes, scores) in zip(chunk, images, predict_boxes(model, images, imgsz, conf, device)):
             height, width = image.shape[:2]
-            boxes = output.boxes
             results.append(ImageResult(
                 key=record.key, dataset=record.dataset, width=width, height=height,
                 gt_boxes=gt_in_pixels(record, width, height), gt_classes=list(record.classes),
-                pred_boxes=boxes.xyxy.cpu().numpy().astype(np.float32),
-                pred_scores=boxes.conf.cpu().numpy().astype(np.float32),
-                pred_classes=["tumor"] * len(boxes),
+                pred_boxes=boxes, pred_scores=scores, pred_classes=["tumor"] * len(boxes),
             ))
         bar.update(len(chunk))
     bar.close()

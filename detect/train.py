@@ -81,7 +81,7 @@ def check_resumable(last: Path) -> int:
     """
     from ultralytics.nn.tasks import torch_safe_load
 
-    from detect.val import ultralytics_safe_loading
+    from detect.model import ultralytics_safe_loading
 
     try:
         with ultralytics_safe_loading():

@@ -14,18 +14,14 @@ new folder under runs/detect-val/.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import re
 import sys
-import warnings
-from pathlib import Path
 
 import mri.offline  # noqa: F401
+from detect.model import load_detector, trained_image_size
 from mri.cli import resolve_path, seed_everything
 from mri.files import OutputError, new_run_dir, output_dir, write_json, write_yaml
-from mri.offline import RUNS_DIR, keep_torch_threads
+from mri.offline import RUNS_DIR
 from mri.registry import DatasetError, load_registry
-from mri.scan_io import first_line
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -46,56 +42,6 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="output folder (default: a new runs/detect-val/<name>; a new sibling if it holds files)")
     parser.add_argument("--name", default="val")
     return parser
-
-
-def load_detector(weights: str | Path):
-    """An ultralytics detector from a local file; a clear error instead of a download attempt.
-
-    The file is unpickled with ``weights_only=True`` against ultralytics' allow-list of model classes, so
-    a crafted .pt cannot run code: it fails with the same one-line "invalid weights" error as a corrupt one.
-    """
-    path = resolve_path(weights)
-    if not path.is_file():
-        raise FileNotFoundError(f"{weights}: detector weights not found (train one with `python -m detect.train`)")
-    from ultralytics import YOLO
-
-    try:
-        with ultralytics_safe_loading(), warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # torch's notes on odd pickles; the error says enough
-            model = YOLO(str(path), task="detect")
-    except Exception as error:  # ultralytics raises many types for a bad checkpoint
-        detail = first_line(error).replace("ERROR ❌️", "").replace(str(path), "the file").strip()
-        detail = re.sub(r"\s*(Recommended fixes|Use an official).*$", "", detail)  # advice that needs the network
-        raise ValueError(f"{path}: invalid weights, not a valid ultralytics detector checkpoint "
-                         f"({error.__class__.__name__}: {detail})") from None
-    keep_torch_threads(model)
-    return model
-
-
-@contextlib.contextmanager
-def ultralytics_safe_loading():
-    """Switch on ultralytics' restricted checkpoint loading (its ``ULTRALYTICS_SAFE_LOAD``) for a block.
-
-    Restricted loading unpickles with ``torch.load(weights_only=True)`` and reconstructs only ultralytics'
-    and torch's model classes. Without it (an older ultralytics or torch) nothing is loaded at all.
-    """
-    import torch
-    from ultralytics.nn import tasks
-
-    if not hasattr(tasks, "SAFE_LOAD") or not hasattr(torch.serialization, "get_unsafe_globals_in_checkpoint"):
-        raise RuntimeError("this ultralytics/torch cannot load checkpoints safely (needs ultralytics 8.4 with "
-                           "ULTRALYTICS_SAFE_LOAD and torch 2.6 or newer)")
-    previous = tasks.SAFE_LOAD
-    tasks.SAFE_LOAD = True
-    try:
-        yield
-    finally:
-        tasks.SAFE_LOAD = previous
-
-
-def trained_image_size(model, default: int = 640) -> int:
-    args = getattr(model, "overrides", None) or {}
-    return int(args.get("imgsz") or default)
 
 
 def main(args) -> int:

@@ -145,7 +145,7 @@ class _Payload:
 
 @pytest.mark.parametrize("how", ["zip", "legacy", "plain-pickle"])
 def test_a_crafted_detector_file_runs_nothing(tmp_path, how):
-    from detect.val import load_detector
+    from detect.model import load_detector
 
     marker = tmp_path / "payload-ran"
     weights = tmp_path / "detector.pt"
@@ -164,7 +164,7 @@ def test_a_crafted_detector_file_runs_nothing(tmp_path, how):
 
 
 def test_the_shipped_detector_still_loads_safely():
-    from detect.val import load_detector, trained_image_size
+    from detect.model import load_detector, trained_image_size
 
     weights = PROJECT_ROOT / "weights" / "detector.pt"
     if not weights.is_file():
@@ -176,7 +176,7 @@ def test_the_shipped_detector_still_loads_safely():
 
 
 def test_a_freshly_trained_detector_loads_safely(tiny_weights):
-    from detect.val import load_detector
+    from detect.model import load_detector
 
     model = load_detector(tiny_weights["det"])
     assert model.predict(np.zeros((96, 96, 3), np.uint8), imgsz=96, verbose=False)

@@ -43,7 +43,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 def export_detector(weights: str | Path, out: Path, fmt: str = "onnx", imgsz: int | None = None) -> Path:
     """``out/detector.onnx`` (or ``out/detector_openvino_model/``) from an ultralytics ``.pt`` detector."""
     from cascade.backends import weights_format
-    from detect.val import load_detector, trained_image_size
+    from detect.model import load_detector, trained_image_size
 
     if weights_format(weights) != "pytorch":
         raise ValueError(f"{weights}: export starts from a PyTorch detector (.pt), not an exported one")

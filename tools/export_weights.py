@@ -27,7 +27,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(args) -> int:
     from classify.checkpoint import load_checkpoint, save_checkpoint
-    from detect.val import load_detector
+    from detect.model import load_detector
 
     out = resolve_path(args.out)
     out.mkdir(parents=True, exist_ok=True)
