@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mri.metrics import ImageResult, coco_map, fp_per_image_at_sensitivity, froc, match_greedy
+from mri.metrics import ImageResult, coco_map, f1_score, fp_per_image_at_sensitivity, froc, match_greedy
 
 SENS_RATES = (0.5, 1.0, 2.0)
 
@@ -25,9 +25,8 @@ def type_accuracy(results: list[ImageResult], types: list[str]) -> float | None:
 
 def image_f1(truth: list[bool], predicted: list[bool]) -> float:
     truth, predicted = np.asarray(truth, bool), np.asarray(predicted, bool)
-    tp = int((truth & predicted).sum())
-    denominator = 2 * tp + int((~truth & predicted).sum()) + int((truth & ~predicted).sum())
-    return 2 * tp / denominator if denominator else 1.0
+    return f1_score(int((truth & predicted).sum()), int((~truth & predicted).sum()), int((truth & ~predicted).sum()),
+                    empty=1.0)
 
 
 def operating_point(results: list[ImageResult]) -> dict:

@@ -64,9 +64,13 @@ class Cascade:
     @classmethod
     def load(cls, det_weights: str | Path, cls_weights: str | Path, conf: float = 0.25, imgsz: int | None = None,
              device: str = "cpu", cls_threshold: float | None = None) -> "Cascade":
-        """Both heads from ``.pt``, ``.onnx`` or OpenVINO weights (each head in any format)."""
+        """Both heads from ``.pt``, ``.onnx`` or OpenVINO weights (each head in any format); ``WeightsError``
+        or ``mri.cli.DeviceError`` in one line."""
         from cascade.backends import (ExportedWeightsError, detector_image_size, keep_detector_threads, load_classifier,
                                       load_detector)
+        from mri.cli import check_device
+
+        check_device(device)  # DeviceError: one line naming the --device this machine lacks
 
         try:
             detector = load_detector(det_weights)
@@ -212,6 +216,6 @@ def prefetched(chunks: Iterable, load: Callable, depth: int = 2) -> Iterator[tup
 
 
 def _torch_device(device: str) -> torch.device:
-    if device == "cpu" or not torch.cuda.is_available():
-        return torch.device("cpu")
-    return torch.device(f"cuda:{device}" if str(device).isdigit() else device)
+    from mri.cli import torch_device
+
+    return torch_device(device)

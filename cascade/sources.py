@@ -105,13 +105,10 @@ def _scans_of(files: list[Path], axis: int, slice_index: int | None) -> Iterator
 
 
 def _looks_like_dicom(path: Path) -> bool:
-    """DICOM series often come as extension-less files with the 'DICM' marker at byte 128."""
     try:
-        with open(path, "rb") as handle:
-            head = handle.read(132)
+        return has_dicom_preamble(path)
     except OSError:
         return False
-    return len(head) == 132 and head[128:132] == b"DICM"
 
 
 def output_stem(scan: Scan, source: str) -> str:

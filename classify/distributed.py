@@ -38,11 +38,11 @@ def init_distributed(device: str) -> DistributedContext:
 
 
 def resolve_device(device: str, context: DistributedContext) -> torch.device:
-    if device == "cpu" or not torch.cuda.is_available():
-        return torch.device("cpu")
-    if context.enabled:
+    from mri.cli import torch_device
+
+    if context.enabled and torch_device(device).type == "cuda":
         return torch.device("cuda", context.local_rank)
-    return torch.device(f"cuda:{device}" if device.isdigit() else device)
+    return torch_device(device)
 
 
 def broadcast_object(value, context: DistributedContext):

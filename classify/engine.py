@@ -11,6 +11,7 @@ from torch.utils.data import Dataset
 
 from classify.crop_data import CropSet
 from classify.presets import CropTransform
+from mri.metrics import f1_score, overall_and_per_dataset
 
 
 class CropDataset(Dataset):
@@ -103,8 +104,7 @@ def binary_figures(scores: np.ndarray, truth: np.ndarray, threshold: float) -> d
     tp, fp, fn = int((predicted & truth).sum()), int((predicted & ~truth).sum()), int((~predicted & truth).sum())
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"tumor_f1": f1, "tumor_precision": precision, "tumor_recall": recall}
+    return {"tumor_f1": f1_score(tp, fp, fn), "tumor_precision": precision, "tumor_recall": recall}
 
 
 def classification_metrics(probabilities: np.ndarray, labels: np.ndarray, threshold: float = 0.5) -> dict:
@@ -125,7 +125,7 @@ def classification_metrics(probabilities: np.ndarray, labels: np.ndarray, thresh
             fp = int(((predicted_type == cls) & (actual != cls)).sum())
             fn = int(((predicted_type != cls) & (actual == cls)).sum())
             if tp + fn:
-                per_type.append(2 * tp / (2 * tp + fp + fn))
+                per_type.append(f1_score(tp, fp, fn))
         figures["type_macro_f1"] = float(np.mean(per_type)) if per_type else None
         figures["n_typed"] = int(typed.sum())
     else:
@@ -151,11 +151,11 @@ def calibrate_thresholds(probabilities: np.ndarray, labels: np.ndarray, min_sens
 
 
 def metrics_by_dataset(probabilities, labels, datasets, threshold) -> dict:
-    result = {"overall": classification_metrics(probabilities, labels, threshold), "per_dataset": {}}
-    for name in sorted(set(datasets.tolist())):
-        mask = datasets == name
-        result["per_dataset"][name] = classification_metrics(probabilities[mask], labels[mask], threshold)
-    return result
+    def compute(indices):
+        indices = np.asarray(indices, int)
+        return classification_metrics(probabilities[indices], labels[indices], threshold)
+
+    return overall_and_per_dataset(compute, list(range(len(labels))), datasets.tolist())
 
 
 class Stopwatch:

@@ -11,6 +11,8 @@ import cv2
 import numpy as np
 import torch
 
+from mri.intensity import add_gray_noise, contrast_gamma
+
 PRESETS = {
     "mri": {
         "rotate": 20.0,  # degrees, either way
@@ -61,16 +63,11 @@ class CropTransform:
         gain = rng.uniform(*s["contrast"])
         offset = rng.uniform(-s["brightness"], s["brightness"]) * 255
         gamma = np.exp(rng.uniform(np.log(s["gamma"][0]), np.log(s["gamma"][1])))
-        levels = np.arange(256, dtype=np.float32)
-        mean = float(out.mean())
-        levels = np.clip((levels - mean) * gain + mean + offset, 0, 255)
-        levels = 255.0 * (levels / 255.0) ** gamma
-        out = cv2.LUT(np.ascontiguousarray(out), np.clip(levels, 0, 255).astype(np.uint8))
+        out = contrast_gamma(out, gain, gamma, offset)
         if rng.random() < s["blur_p"]:
             out = cv2.GaussianBlur(out, (0, 0), rng.uniform(0.4, 1.0))
         if s["noise_std"] > 0:
-            noise = rng.normal(0, rng.uniform(0, s["noise_std"]), out.shape[:2]).astype(np.float32)[:, :, None]
-            out = np.clip(out.astype(np.float32) + noise, 0, 255).astype(np.uint8)
+            out = add_gray_noise(out, rng.uniform(0, s["noise_std"]), rng)
         return np.ascontiguousarray(out)
 
     def to_tensor(self, crop: np.ndarray) -> torch.Tensor:

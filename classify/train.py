@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 import mri.offline  # noqa: F401
-from mri.cli import resolve_path, seed_everything
+from mri.cli import DeviceError, check_device, resolve_path, seed_everything
 from mri.offline import RUNS_DIR
 
 
@@ -125,6 +125,11 @@ def main(args) -> int:
             return 2
         args = resumed_args(resumed["args"], args)
     args = with_runtime_defaults(args)
+    try:
+        check_device(args.device)
+    except DeviceError as error:
+        print(error, file=sys.stderr)
+        return 2
     seed_everything(args.seed)
     context = init_distributed(args.device)
     device = resolve_device(args.device, context)

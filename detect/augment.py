@@ -5,6 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from mri.intensity import add_gray_noise, contrast_gamma
+
 
 class MRIIntensity:
     """An ultralytics transform (``labels -> labels``) that changes only ``labels['img']`` intensities."""
@@ -22,15 +24,9 @@ class MRIIntensity:
     def apply(self, image: np.ndarray) -> np.ndarray:
         gain = self.rng.uniform(*self.contrast)
         gamma = np.exp(self.rng.uniform(np.log(self.gamma[0]), np.log(self.gamma[1])))
-        mean = float(image.mean())
-        levels = np.arange(256, dtype=np.float32)
-        levels = np.clip((levels - mean) * gain + mean, 0, 255)
-        levels = 255.0 * (levels / 255.0) ** gamma
-        out = cv2.LUT(image, np.clip(levels, 0, 255).astype(np.uint8))
+        out = contrast_gamma(image, gain, gamma)
         if self.blur_p and self.rng.random() < self.blur_p:
             out = cv2.GaussianBlur(out, (0, 0), sigmaX=self.rng.uniform(0.5, 1.2))
         if self.noise_std > 0:
-            sigma = self.rng.uniform(0, self.noise_std)
-            noise = self.rng.normal(0, sigma, out.shape[:2]).astype(np.float32)[:, :, None]
-            out = np.clip(out.astype(np.float32) + noise, 0, 255).astype(np.uint8)
+            out = add_gray_noise(out, self.rng.uniform(0, self.noise_std), self.rng)
         return np.ascontiguousarray(out)

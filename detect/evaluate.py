@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mri.metrics import ImageResult, detection_metrics, froc
+from mri.metrics import ImageResult, detection_metrics, froc, overall_and_per_dataset, ranked_hits
 from mri.registry import DatasetError, LabeledImage, Registry, dataset_from_path, read_dataset
 from mri.splits import registry_records
 
@@ -60,10 +60,7 @@ def predict(model, records: list[LabeledImage], imgsz: int, conf: float, device:
 
 def evaluate_results(results: list[ImageResult], conf: float) -> dict:
     """Metrics for all images and for each source dataset."""
-    metrics = {"overall": detection_metrics(results, conf), "per_dataset": {}}
-    for dataset in sorted({r.dataset for r in results}):
-        metrics["per_dataset"][dataset] = detection_metrics([r for r in results if r.dataset == dataset], conf)
-    return metrics
+    return overall_and_per_dataset(lambda group: detection_metrics(group, conf), results, [r.dataset for r in results])
 
 
 def plot_curves(results: list[ImageResult], out: Path) -> list[Path]:
@@ -73,13 +70,11 @@ def plot_curves(results: list[ImageResult], out: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from mri.metrics import _ranked_hits
-
     groups = {"all": results, **{d: [r for r in results if r.dataset == d] for d in sorted({r.dataset for r in results})}}
     fig_pr, ax_pr = plt.subplots(figsize=(5, 4))
     fig_froc, ax_froc = plt.subplots(figsize=(5, 4))
     for name, group in groups.items():
-        _, hits, n_gt = _ranked_hits(group)
+        _, hits, n_gt = ranked_hits(group)
         if n_gt == 0 or not len(hits):
             continue
         tp = np.cumsum(hits)

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import mri.offline  # noqa: F401  (offline environment before ultralytics is imported)
-from mri.cli import resolve_path
+from mri.cli import DeviceError, check_device, resolve_path
 from mri.files import write_yaml
 from mri.offline import RUNS_DIR, disable_ultralytics_sync
 from mri.registry import DatasetError, load_registry
@@ -140,6 +140,11 @@ def main(args) -> int:
     from detect.presets import load_preset
 
     disable_ultralytics_sync()
+    try:
+        check_device(args.device)
+    except DeviceError as error:
+        print(error, file=sys.stderr)
+        return 2
     if args.resume:
         return resume(args)
     try:

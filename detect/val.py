@@ -18,7 +18,7 @@ import sys
 
 import mri.offline  # noqa: F401
 from detect.model import load_detector, trained_image_size
-from mri.cli import resolve_path, seed_everything
+from mri.cli import check_device, resolve_path, seed_everything
 from mri.files import OutputError, new_run_dir, output_dir, write_json, write_yaml
 from mri.offline import RUNS_DIR
 from mri.registry import DatasetError, load_registry
@@ -49,6 +49,7 @@ def main(args) -> int:
 
     seed_everything(args.seed)
     try:
+        check_device(args.device)  # a DeviceError is a ValueError: one line
         model = load_detector(args.weights)
         registry = load_registry(args.registry)
         records = load_ground_truth(args.data or list(registry.datasets), args.split, registry, args.leakage_free)

@@ -49,6 +49,16 @@ def check_device(device: str | int | None) -> None:
         raise DeviceError(f"--device {device}: no GPU {', '.join(missing)} here (this machine has GPU 0..{count - 1})")
 
 
+def torch_device(device: str | int | None):
+    """The ``torch.device`` for a ``--device`` value (``cpu`` wherever CUDA is absent)."""
+    import torch
+
+    text = str(device if device is not None else "cpu")
+    if text == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device(f"cuda:{text}" if text.isdigit() else text)
+
+
 def seed_everything(seed: int) -> None:
     import numpy as np
     import torch

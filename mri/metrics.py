@@ -100,15 +100,42 @@ def coco_map(results: list[ImageResult], typed: bool = False, classes: list[str]
     return {"map50": float(max(evaluation.stats[1], 0.0)), "map50_95": float(max(evaluation.stats[0], 0.0))}
 
 
-def ultralytics_map(results: list[ImageResult]) -> dict:
-    """Class-agnostic mAP50 and mAP50-95 from ultralytics' own matching and ``ap_per_class``."""
-    import types
+def f1_score(tp: int, fp: int, fn: int, empty: float = 0.0) -> float:
+    """F1 from counts (the harmonic mean of precision and recall); ``empty`` when there is nothing to count."""
+    denominator = 2 * tp + fp + fn
+    return 2 * tp / denominator if denominator else empty
 
-    import torch
-    from ultralytics.engine.validator import BaseValidator
+
+def overall_and_per_dataset(compute, items: list, datasets: list[str]) -> dict:
+    """``{"overall": compute(items), "per_dataset": {name: compute(its items)}}``, datasets sorted by name."""
+    groups = {name: [item for item, d in zip(items, datasets) if d == name] for name in sorted(set(datasets))}
+    return {"overall": compute(items), "per_dataset": {name: compute(group) for name, group in groups.items()}}
+
+
+def match_at_iou_thresholds(iou: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """Which predictions are true positives at each IoU threshold: (predictions, thresholds) booleans.
+
+    ``iou`` is (ground truth, predictions). At each threshold every pair at or above it is a candidate,
+    the highest IoU first, each prediction and each ground-truth box used once (ultralytics' validator
+    matching, so its mAP can be computed from our results).
+    """
+    correct = np.zeros((iou.shape[1], len(thresholds)), bool)
+    for i, threshold in enumerate(thresholds):
+        matches = np.array(np.nonzero(iou >= threshold)).T
+        if len(matches) > 1:
+            matches = matches[iou[matches[:, 0], matches[:, 1]].argsort()[::-1]]
+            matches = matches[np.unique(matches[:, 1], return_index=True)[1]]
+            matches = matches[np.unique(matches[:, 0], return_index=True)[1]]
+        if len(matches):
+            correct[matches[:, 1].astype(int), i] = True
+    return correct
+
+
+def ultralytics_map(results: list[ImageResult]) -> dict:
+    """Class-agnostic mAP50 and mAP50-95 from ultralytics' matching rule and its ``ap_per_class``."""
     from ultralytics.utils.metrics import ap_per_class
 
-    validator = types.SimpleNamespace(iouv=torch.linspace(0.5, 0.95, 10))
+    thresholds = np.linspace(0.5, 0.95, 10)
     tps, confs, targets = [], [], []
     for result in results:
         order = np.argsort(-result.pred_scores, kind="stable")
@@ -119,9 +146,7 @@ def ultralytics_map(results: list[ImageResult]) -> dict:
         if len(result.gt_boxes) == 0:
             tps.append(np.zeros((len(order), 10), bool))
             continue
-        iou = torch.from_numpy(box_iou(result.gt_boxes, result.pred_boxes[order]))
-        correct = BaseValidator.match_predictions(validator, torch.zeros(len(order)), torch.zeros(len(result.gt_boxes)), iou)
-        tps.append(correct.numpy())
+        tps.append(match_at_iou_thresholds(box_iou(result.gt_boxes, result.pred_boxes[order]), thresholds))
     if not tps or not targets:
         return {"map50": 0.0, "map50_95": 0.0}
     tp = np.concatenate(tps)
@@ -131,7 +156,9 @@ def ultralytics_map(results: list[ImageResult]) -> dict:
     return {"map50": float(ap[:, 0].mean()), "map50_95": float(ap.mean())}
 
 
-def _ranked_hits(results: list[ImageResult], typed: bool = False) -> tuple[np.ndarray, np.ndarray, int]:
+def ranked_hits(results: list[ImageResult], typed: bool = False) -> tuple[np.ndarray, np.ndarray, int]:
+    """All predictions' scores, highest first, whether each is a true positive (IoU >= 0.5, greedy), and the
+    number of ground-truth boxes: what PR and FROC curves are drawn from."""
     scores, hits = [], []
     for result in results:
         is_tp, _ = match_greedy(result, typed=typed)
@@ -145,7 +172,7 @@ def _ranked_hits(results: list[ImageResult], typed: bool = False) -> tuple[np.nd
 
 def froc(results: list[ImageResult], rates=FROC_RATES) -> dict:
     """Sensitivity (IoU >= 0.5) at each false-positive-per-image rate, plus the curve for plotting."""
-    scores, hits, n_gt = _ranked_hits(results)
+    scores, hits, n_gt = ranked_hits(results)
     n_images = max(len(results), 1)
     sensitivity = np.cumsum(hits) / max(n_gt, 1)
     fp_rate = np.cumsum(~hits) / n_images
@@ -158,7 +185,7 @@ def froc(results: list[ImageResult], rates=FROC_RATES) -> dict:
 
 def fp_per_image_at_sensitivity(results: list[ImageResult], target: float = 0.9) -> float | None:
     """False positives per image at the first score threshold that reaches ``target`` sensitivity (None: never)."""
-    scores, hits, n_gt = _ranked_hits(results)
+    scores, hits, n_gt = ranked_hits(results)
     if n_gt == 0:
         return None
     sensitivity = np.cumsum(hits) / n_gt
@@ -169,14 +196,13 @@ def fp_per_image_at_sensitivity(results: list[ImageResult], target: float = 0.9)
 
 
 def precision_recall_at(results: list[ImageResult], conf: float) -> dict:
-    scores, hits, n_gt = _ranked_hits(results)
+    scores, hits, n_gt = ranked_hits(results)
     kept = scores >= conf
     tp = int(hits[kept].sum())
     predicted = int(kept.sum())
     precision = tp / predicted if predicted else 0.0
     recall = tp / n_gt if n_gt else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"precision": precision, "recall": recall, "f1": f1, "conf": conf}
+    return {"precision": precision, "recall": recall, "f1": f1_score(tp, predicted - tp, n_gt - tp), "conf": conf}
 
 
 def _rate_key(rate: float) -> str:

@@ -82,7 +82,7 @@ def read_scan(path: str | Path, *, axis: int = 2, slice_index: int | None = None
             raise ScanReadError(path, "no such file")
         if path.stat().st_size == 0:
             raise ScanReadError(path, "empty file (0 bytes)")
-        kind = scan_kind(path) or ("dicom" if _has_dicom_preamble(path) else None)
+        kind = scan_kind(path) or ("dicom" if has_dicom_preamble(path) else None)
         open(path, "rb").close()  # unreadable (permissions) says so, not "corrupt"
     except OSError as error:
         raise ScanReadError(path, f"cannot read the file ({error.strerror or error.__class__.__name__})") from None
@@ -109,7 +109,8 @@ def _pick_slices(scans: list[Scan], slice_index: int | None, path: Path) -> list
     return [scans[slice_index]]
 
 
-def _has_dicom_preamble(path: Path) -> bool:
+def has_dicom_preamble(path: Path) -> bool:
+    """DICOM series often come as extension-less files with the 'DICM' marker at byte 128."""
     with open(path, "rb") as handle:
         head = handle.read(132)
     return len(head) == 132 and head[128:132] == b"DICM"

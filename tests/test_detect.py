@@ -143,8 +143,11 @@ def test_typed_training_keeps_the_three_types(tiny_registry, monkeypatch, tmp_pa
     import yaml
     from ultralytics import YOLO
 
+    from detect.engine import PRESET_ENV
+
     seen = {}
     monkeypatch.setattr(YOLO, "train", lambda self, **kwargs: seen.update(kwargs))
+    monkeypatch.setenv(PRESET_ENV, "mri")  # main() sets it: restored after the test
     args = detect_train.get_args_parser().parse_args(["--registry", str(tiny_registry), "--typed", "--epochs", "1",
                                                       "--project", str(tmp_path)])
     assert detect_train.main(args) == 0
@@ -185,6 +188,8 @@ def test_multi_gpu_device_reaches_ultralytics_ddp(monkeypatch, tiny_registry):
     from ultralytics import YOLO
 
     monkeypatch.setattr(YOLO, "train", fake_train)
+    monkeypatch.setattr(detect_train, "check_device", lambda device: None)  # as if this machine had two GPUs
+    monkeypatch.setenv("MRI_DETECT_PRESET", "mri")  # main() sets it: restored after the test
     args = detect_train.get_args_parser().parse_args(
         ["--registry", str(tiny_registry), "--device", "0,1", "--batch", "64", "--name", "ddp"])
     assert detect_train.main(args) == 0
@@ -192,6 +197,15 @@ def test_multi_gpu_device_reaches_ultralytics_ddp(monkeypatch, tiny_registry):
 
     assert captured["device"] == "0,1" and captured["batch"] == 64 and captured["trainer"] is MRIDetectionTrainer
     assert captured["amp"] is True and captured["single_cls"] is True
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without a GPU")
+@pytest.mark.parametrize("module, flags", [("detect.train", []), ("detect.val", ["--weights", "none.pt"]),
+                                           ("classify.train", []), ("classify.val", ["--weights", "none.pt"])])
+def test_a_missing_gpu_is_one_line_in_every_entry_point(module, flags):
+    result = _cli(module, *flags, "--device", "0", timeout=120)
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        "--device 0: no CUDA GPU is available on this machine (use --device cpu)"]
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -230,8 +244,10 @@ def test_intensity_augmentation_keeps_gray_and_geometry():
     assert not np.array_equal(out, image)
 
 
-def test_trainer_dataset_applies_intensity_augmentation_also_after_close_mosaic(tmp_path):
-    from detect.engine import MRIDetectionTrainer
+def test_trainer_dataset_applies_intensity_augmentation_also_after_close_mosaic(tmp_path, monkeypatch):
+    from detect.engine import PRESET_ENV, MRIDetectionTrainer
+
+    monkeypatch.setenv(PRESET_ENV, "mri")  # the preset with intensity augmentation, whatever earlier tests left
 
     data = make_yolo_dataset(tmp_path / "data", per_split={"train": 4, "val": 2}, size=64)
     (tmp_path / "data.yaml").write_text(f"path: {data}\ntrain: images/train\nval: images/val\nnames: [a, b, c]\n")

@@ -97,7 +97,8 @@ def main(args) -> int:
     from cascade.report_md import evaluation_markdown
     from detect.evaluate import load_ground_truth
     from mri.cli import seed_everything
-    from mri.files import write_atomic, write_json, write_yaml
+    from mri.cli import DeviceError
+    from mri.files import OutputError, write_atomic, write_json, write_yaml
     from mri.registry import DatasetError, load_registry
     from mri.reporting import output_folder
 
@@ -106,10 +107,10 @@ def main(args) -> int:
         cascade = Cascade.load(args.det_weights, args.cls_weights, 0.005, args.imgsz, args.device, args.cls_threshold)
         registry = load_registry(args.registry)
         records = load_ground_truth(args.data, args.split, registry)
-    except (WeightsError, DatasetError, FileNotFoundError) as error:
+        out = output_folder(args.out, "evaluate")
+    except (WeightsError, DatasetError, DeviceError, OutputError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    out = output_folder(args.out, "evaluate")
     write_yaml(out / "args.yaml", vars(args))
     start = time.perf_counter()
     metrics = compare(*run_both(cascade, records, args.batch, args.conf, args.top_k), cascade.types)

@@ -109,10 +109,11 @@ def predict(args) -> int:
     from cascade.pipeline import Cascade, WeightsError
     from curation.app_config import configure_app
     from curation.build import add_predictions, weights_name
+    from mri.cli import DeviceError
 
     try:
         cascade = Cascade.load(args.det_weights, args.cls_weights, args.conf, None, args.device)
-    except WeightsError as error:
+    except (WeightsError, DeviceError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     dataset = _load(args)
