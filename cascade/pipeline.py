@@ -56,6 +56,7 @@ class Cascade:
         self.rule = crop_rule_of(self.checkpoint)
         self.threshold = float(self.checkpoint["thresholds"]["default"] if cls_threshold is None else cls_threshold)
         self.types = list(self.checkpoint["classes"][1:])
+        self.fusion = self.checkpoint.get("fusion")  # None: rank by the geometric mean of both scores
         torch_device = _torch_device(device)
         scale = torch.tensor([255.0], device=torch_device)
         self._mean = torch.tensor(self.checkpoint["mean"], device=torch_device).view(1, 3, 1, 1) * scale
@@ -142,7 +143,7 @@ class Cascade:
                     box=box.tolist(), det_score=float(score), tumor_prob=tumor_prob, type=self.types[type_index],
                     type_prob=float(p[1 + type_index] / max(tumor_prob, 1e-9)), kept=tumor_prob >= self.threshold,
                     crop=image_crops[i] if keep_crops else None,
-                    score=float(fused_score([score], [tumor_prob], self.checkpoint.get("fusion"))[0]),
+                    score=float(fused_score([score], [tumor_prob], self.fusion)[0]),
                 ))
             offset += len(picked)
             if cam:

@@ -88,14 +88,15 @@ def old_section(report_file: Path, heading: str) -> list[str]:
     return old[start:end]
 
 
-def heldout_section(metrics: dict) -> list[str]:
+def heldout_section(metrics: dict, fusion: bool) -> list[str]:
     d, c = metrics["detector"], metrics["cascade"]
+    ranking = ("the classifier checkpoint's fitted fusion of both scores" if fusion
+               else "the geometric mean of detector score and P(tumor) (`--no-fusion`)")
     rows = [("mAP50", "map50"), ("mAP50-95", "map50_95")]
     lines = ["## The cascade on a source it never saw (`python tools/evaluate.py --split all`)", "",
              f"Both heads trained without `{', '.join(sorted(metrics.get('per_dataset', {})) or ['?'])}` (and without every "
              f"image the audit links to it), scored on all {metrics['n_images']} of its images. Curves rank the cascade's "
-             "boxes by the classifier checkpoint's fusion of both scores; the operating point is each system's shipped "
-             "setting.", "",
+             f"boxes by {ranking}; the operating point is each system's shipped setting.", "",
              "| | detector alone | cascade |", "|---|---|---|"]
     lines += [f"| {label} | {fmt(d[key])} | {fmt(c[key])} |" for label, key in rows]
     lines += [f"| sensitivity at {rate} FP/image | {fmt(d['sens_at_fp'][rate])} | {fmt(c['sens_at_fp'][rate])} |"
@@ -166,7 +167,10 @@ def main(args) -> int:
         lines += ["## Detector recipes at equal budget (`python tools/compare_recipes.py`)", "", body.strip(), ""]
     heldout = _read(resolve_path(args.heldout) / "metrics.json") if args.heldout else None
     if heldout:
-        lines += heldout_section(heldout) + [""]
+        import yaml
+
+        settings = yaml.safe_load((resolve_path(args.heldout) / "args.yaml").read_text()) or {}
+        lines += heldout_section(heldout, settings.get("fusion", True)) + [""]
     if compare_md and compare_md.is_file():
         body = compare_md.read_text().split("\n", 2)[2]
         lines += ["## Classifier comparison (`python tools/compare_classifiers.py`)", "", body.strip(), ""]

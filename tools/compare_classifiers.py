@@ -45,6 +45,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--only", nargs="+", default=None, help="run only these architectures")
     parser.add_argument("--hold-out", nargs="*", default=["br35h"], help="datasets no model trains on (none: empty)")
     parser.add_argument("--proposals", default=None, help="detector run or .pt whose boxes are added as crops")
+    parser.add_argument("--fit-fusion", action="store_true", help="with --proposals: fit the score fusion too")
     return parser
 
 
@@ -65,7 +66,7 @@ def main(args) -> int:
         if args.hold_out:
             flags += ["--hold-out", *args.hold_out]
         if args.proposals:
-            flags += ["--proposals", args.proposals]
+            flags += ["--proposals", args.proposals] + (["--fit-fusion"] if args.fit_fusion else [])
         finished = (out / arch / "metrics.json").is_file()
         code = 0 if finished else train.main(train.get_args_parser().parse_args(flags))
         if code != 0:

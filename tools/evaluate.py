@@ -19,7 +19,6 @@ import time
 import mri.offline  # noqa: F401
 from mri import PROJECT_ROOT
 
-EVAL_CONF = 0.005  # low, so the curves (mAP, FROC) see nearly every box
 TOP_K = 20  # boxes per slice the classifier scores, best detector scores first; 0 = all (README: mAP moves < 0.001)
 
 
@@ -39,60 +38,14 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--top-k", type=int, default=TOP_K,
                         help="classify only the k highest-scoring detector boxes of each slice (0: every box)")
+    parser.add_argument("--no-fusion", dest="fusion", action="store_false",
+                        help="rank cascade boxes by the geometric mean even where the classifier carries a fitted fusion")
     parser.add_argument("--seed", type=int, default=0)
     return parser
 
 
-def run_both(cascade, records, batch: int, conf: float, top_k: int | None = None):
-    """Detector-only and cascade ImageResults for every record, from one detector pass.
-
-    Curves (mAP, FROC) rank every box: the detector by its score, the cascade by ``Detection.score`` (the
-    classifier checkpoint's fitted fusion of both heads, see ``classify.fusion``). The operating point is what each outputs at its shipped
-    settings: detector boxes at ``conf``; cascade boxes at ``conf`` that the classifier keeps.
-    ``top_k``: the classifier scores only each slice's k best detector boxes (and every box at ``conf``, so
-    the operating point is exact); a box it did not score ranks after all scored boxes in the cascade's
-    curves. Scans are decoded in a thread meanwhile.
-    """
-    from tqdm import tqdm
-
-    from cascade.pipeline import prefetched
-    from detect.evaluate import gt_in_pixels
-    from mri.scan_io import read_scan
-
-    detector, cascaded, detector_shown, cascade_shown = [], [], [], []
-    chunks = [records[start : start + batch] for start in range(0, len(records), batch)]
-    decode = lambda chunk: [read_scan(r.path)[0].image for r in chunk]  # noqa: E731
-    for chunk, images in tqdm(prefetched(chunks, decode), total=len(chunks), desc="evaluate", unit="batch"):
-        results = cascade.run(images, conf=EVAL_CONF, top_k=top_k or None, always_above=conf)
-        for record, image, detections in zip(chunk, images, results):
-            height, width = image.shape[:2]
-            common = dict(key=record.key, dataset=record.dataset, width=width, height=height,
-                          gt_boxes=gt_in_pixels(record, width, height), gt_classes=list(record.classes))
-            shown = [d for d in detections if d.det_score >= conf]
-            detector.append(as_result(common, detections, lambda d: d.det_score, typed=False))
-            cascaded.append(as_result(common, detections, cascade_rank, typed=True))
-            detector_shown.append(as_result(common, shown, lambda d: d.det_score, typed=False))
-            cascade_shown.append(as_result(common, [d for d in shown if d.kept], lambda d: d.score, typed=True))
-    return detector, cascaded, detector_shown, cascade_shown
-
-
-def cascade_rank(detection) -> float:
-    """The cascade's ranking score; 0 for a box the classifier did not score (``--top-k``)."""
-    return detection.score if detection.classified else 0.0
-
-
-def as_result(common: dict, detections, score, typed: bool):
-    import numpy as np
-
-    from mri.metrics import ImageResult
-
-    return ImageResult(**common, pred_boxes=np.array([d.box for d in detections], np.float32).reshape(-1, 4),
-                       pred_scores=np.array([score(d) for d in detections], np.float32),
-                       pred_classes=[d.type if typed else "tumor" for d in detections])
-
-
 def main(args) -> int:
-    from cascade.evaluation import compare
+    from cascade.evaluation import compare, run_both
     from cascade.pipeline import Cascade, WeightsError
     from cascade.report_md import evaluation_markdown
     from detect.evaluate import load_ground_truth
@@ -105,6 +58,8 @@ def main(args) -> int:
     seed_everything(args.seed)
     try:
         cascade = Cascade.load(args.det_weights, args.cls_weights, 0.005, args.imgsz, args.device, args.cls_threshold)
+        if not args.fusion:
+            cascade.fusion = None
         registry = load_registry(args.registry)
         records = load_ground_truth(args.data, args.split, registry)
         out = output_folder(args.out, "evaluate")
