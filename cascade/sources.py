@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from mri.scan_io import Scan, ScanReadError, first_line, read_scan, scan_kind
+from mri.scan_io import Scan, ScanReadError, first_line, has_dicom_preamble, read_scan, scan_kind
 
 
 @dataclass
