@@ -6,6 +6,8 @@ import numpy as np
 
 from mri.metrics import ImageResult, coco_map, f1_score, fp_per_image_at_sensitivity, froc, match_greedy
 
+EVAL_CONF = 0.005  # low, so the curves (mAP, FROC) see nearly every box
+
 SENS_RATES = (0.5, 1.0, 2.0)
 
 
@@ -79,3 +81,48 @@ def compare(detector: list[ImageResult], cascade: list[ImageResult], detector_sh
     for name in sorted({r.dataset for r in detector}):
         per_dataset[name] = both([i for i, r in enumerate(detector) if r.dataset == name])
     return {**everything, "per_dataset": per_dataset}
+
+
+def run_both(cascade, records, batch: int, conf: float, top_k: int | None = None):
+    """Detector-only and cascade ImageResults for every record, from one detector pass.
+
+    Curves (mAP, FROC) rank every box: the detector by its score, the cascade by ``Detection.score`` (the
+    classifier checkpoint's fitted fusion of both heads, see ``classify.fusion``). The operating point is what each outputs at its shipped
+    settings: detector boxes at ``conf``; cascade boxes at ``conf`` that the classifier keeps.
+    ``top_k``: the classifier scores only each slice's k best detector boxes (and every box at ``conf``, so
+    the operating point is exact); a box it did not score ranks after all scored boxes in the cascade's
+    curves. Scans are decoded in a thread meanwhile.
+    """
+    from tqdm import tqdm
+
+    from cascade.pipeline import prefetched
+    from detect.evaluate import gt_in_pixels
+    from mri.scan_io import read_scan
+
+    detector, cascaded, detector_shown, cascade_shown = [], [], [], []
+    chunks = [records[start : start + batch] for start in range(0, len(records), batch)]
+    decode = lambda chunk: [read_scan(r.path)[0].image for r in chunk]  # noqa: E731
+    for chunk, images in tqdm(prefetched(chunks, decode), total=len(chunks), desc="evaluate", unit="batch"):
+        results = cascade.run(images, conf=EVAL_CONF, top_k=top_k or None, always_above=conf)
+        for record, image, detections in zip(chunk, images, results):
+            height, width = image.shape[:2]
+            common = dict(key=record.key, dataset=record.dataset, width=width, height=height,
+                          gt_boxes=gt_in_pixels(record, width, height), gt_classes=list(record.classes))
+            shown = [d for d in detections if d.det_score >= conf]
+            detector.append(as_result(common, detections, lambda d: d.det_score, typed=False))
+            cascaded.append(as_result(common, detections, cascade_rank, typed=True))
+            detector_shown.append(as_result(common, shown, lambda d: d.det_score, typed=False))
+            cascade_shown.append(as_result(common, [d for d in shown if d.kept], lambda d: d.score, typed=True))
+    return detector, cascaded, detector_shown, cascade_shown
+
+
+def cascade_rank(detection) -> float:
+    """The cascade's ranking score; 0 for a box the classifier did not score (``--top-k``)."""
+    return detection.score if detection.classified else 0.0
+
+
+def as_result(common: dict, detections, score, typed: bool) -> ImageResult:
+    """An ``ImageResult`` of cascade ``Detection``s ranked by ``score(detection)``; types kept if ``typed``."""
+    return ImageResult(**common, pred_boxes=np.array([d.box for d in detections], np.float32).reshape(-1, 4),
+                       pred_scores=np.array([score(d) for d in detections], np.float32),
+                       pred_classes=[d.type if typed else "tumor" for d in detections])

@@ -10,7 +10,7 @@ import cv2
 from cascade.draw import draw_detections
 from cascade.sources import Skipped, output_stem
 from mri.cli import resolve_path
-from mri.files import new_run_dir, printable, write_atomic, write_csv, write_json, write_yaml
+from mri.files import new_run_dir, output_dir, printable, write_atomic, write_csv, write_json, write_yaml
 from mri.offline import RUNS_DIR
 
 CSV_FIELDS = ["image", "slice", "x1", "y1", "x2", "y2", "type", "det_score", "tumor_prob", "type_prob", "score", "kept"]
@@ -31,21 +31,29 @@ def source_name(source: str) -> str:
 
 
 class InferenceWriter:
-    def __init__(self, out: Path, args, cascade):
-        self.out, self.args, self.cascade = out, args, cascade
+    """Writes one inference run's folder. ``source`` names outputs by their path below it; ``save_crops``
+    also writes each box's classifier crop; ``cam`` draws Grad-CAM heat maps; ``show_rejected`` also draws
+    the boxes the classifier rejected."""
+
+    def __init__(self, out: Path, cascade, *, source: str, det_weights: str, cls_weights: str,
+                 save_crops: bool = False, cam: bool = False, show_rejected: bool = False):
+        self.out, self.cascade = out, cascade
+        self.source, self.det_weights, self.cls_weights = source, det_weights, cls_weights
+        self.save_crops, self.cam, self.show_rejected = save_crops, cam, show_rejected
         self.records, self.skipped, self.n_processed = [], [], 0
         self.names = set()
 
     @classmethod
-    def create(cls, args, cascade) -> "InferenceWriter":
-        if args.out:
-            wanted = resolve_path(args.out)
-            out = new_run_dir(wanted.parent, wanted.name)
+    def create(cls, cascade, *, out: str | Path | None, arguments: dict, **options) -> "InferenceWriter":
+        """A writer into ``out`` (``mri.files.output_dir``: an existing non-empty folder gets a new sibling) or a
+        new runs/infer/<source name>; ``arguments`` (the resolved command line) are saved there as args.yaml."""
+        if out:
+            folder = output_dir(resolve_path(out))
         else:
-            out = new_run_dir(RUNS_DIR / "infer", source_name(args.source))
-        (out / "images").mkdir()
-        write_yaml(out / "args.yaml", vars(args))
-        return cls(out, args, cascade)
+            folder = new_run_dir(RUNS_DIR / "infer", source_name(options["source"]))
+        (folder / "images").mkdir()
+        write_yaml(folder / "args.yaml", arguments)
+        return cls(folder, cascade, **options)
 
     def _unique(self, stem: str) -> str:
         name, number = stem, 2
@@ -79,15 +87,15 @@ class InferenceWriter:
         print(f"skipped {entry['path']}: {entry['reason']}")
 
     def _run(self, cascade, scans) -> None:
-        results = cascade.run([s.image for s in scans], keep_crops=self.args.save_crops, cam=self.args.cam)
+        results = cascade.run([s.image for s in scans], keep_crops=self.save_crops, cam=self.cam)
         for scan, detections in zip(scans, results):
-            name = self._unique(output_stem(scan, self.args.source))
-            drawn = draw_detections(scan.image, [{**d.as_dict(), "cam": d.cam} for d in detections], self.args.show_rejected)
+            name = self._unique(output_stem(scan, self.source))
+            drawn = draw_detections(scan.image, [{**d.as_dict(), "cam": d.cam} for d in detections], self.show_rejected)
             _write_image(self.out / "images" / f"{name}.jpg", drawn)
             boxes = []
             for index, det in enumerate(detections):
                 entry = det.as_dict()
-                if self.args.save_crops and det.crop is not None:
+                if self.save_crops and det.crop is not None:
                     crop_path = self.out / "crops" / f"{name}_{index}_{det.type if det.kept else 'rejected'}.png"
                     crop_path.parent.mkdir(exist_ok=True)
                     _write_image(crop_path, det.crop)
@@ -112,8 +120,8 @@ class InferenceWriter:
         }
         cascade = self.cascade
         write_json(self.out / "results.json", {
-            "source": printable(str(self.args.source)),
-            "settings": {"det_weights": str(self.args.det_weights), "cls_weights": str(self.args.cls_weights),
+            "source": printable(str(self.source)),
+            "settings": {"det_weights": str(self.det_weights), "cls_weights": str(self.cls_weights),
                          "det_conf": cascade.conf, "imgsz": cascade.imgsz, "cls_threshold": cascade.threshold,
                          "classifier": cascade.checkpoint["arch"], "crop_rule": cascade.rule.as_dict()},
             "summary": summary, "images": self.records, "skipped": self.skipped,

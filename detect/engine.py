@@ -60,30 +60,32 @@ def model_source(model: str) -> str:
     return str(path.resolve())
 
 
-def train_overrides(args, data_yaml: Path, preset: dict, project: Path) -> dict:
-    """The ultralytics training arguments for our command-line arguments."""
+def train_overrides(data_yaml: Path, preset: dict, project: Path, *, name: str | None, imgsz: int, epochs: int,
+                    batch: int, seed: int, device: str, workers: int, typed: bool = False, patience: int = 100,
+                    fraction: float = 1.0, hours: float | None = None, plots: bool = True, val: bool = True) -> dict:
+    """The ultralytics training arguments for ours (``typed``: three tumor classes instead of one)."""
     overrides = {
         "data": str(data_yaml),
-        "imgsz": args.imgsz,
-        "epochs": args.epochs,
-        "batch": args.batch,
-        "seed": args.seed,
+        "imgsz": imgsz,
+        "epochs": epochs,
+        "batch": batch,
+        "seed": seed,
         "deterministic": True,
-        "device": args.device,
-        "workers": args.workers,
+        "device": device,
+        "workers": workers,
         "project": str(project),
-        "name": args.name,
+        "name": name,
         "exist_ok": False,
-        "single_cls": not args.typed,
-        "patience": args.patience,
-        "plots": getattr(args, "plots", True),
-        "val": getattr(args, "val", True),
+        "single_cls": not typed,
+        "patience": patience,
+        "plots": plots,
+        "val": val,
         "verbose": True,
-        "amp": args.device not in ("cpu", "") and not str(args.device).startswith("cpu"),
+        "amp": device not in ("cpu", "") and not str(device).startswith("cpu"),
     }
-    if getattr(args, "hours", None):
-        overrides["time"] = args.hours
-    if args.fraction < 1.0:
-        overrides["fraction"] = args.fraction
+    if hours:
+        overrides["time"] = hours
+    if fraction < 1.0:
+        overrides["fraction"] = fraction
     overrides.update(preset["ultralytics"])
     return overrides

@@ -169,7 +169,11 @@ def main(args) -> int:
 
     model.add_callback("on_pretrain_routine_start", save_cli_args)
     project = resolve_path(args.project)
-    model.train(trainer=MRIDetectionTrainer, **train_overrides(args, merged.data_yaml, preset, project))
+    overrides = train_overrides(merged.data_yaml, preset, project, name=args.name, imgsz=args.imgsz, epochs=args.epochs,
+                                batch=args.batch, seed=args.seed, device=args.device, workers=args.workers,
+                                typed=args.typed, patience=args.patience, fraction=args.fraction, hours=args.hours,
+                                plots=args.plots, val=args.val)
+    model.train(trainer=MRIDetectionTrainer, **overrides)
     return 0
 
 

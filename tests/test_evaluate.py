@@ -99,3 +99,11 @@ def test_typed_map_is_undefined_for_a_source_without_types():
                _result([], [], [[50, 50, 60, 60]], [0.4], ["glioma"])]
     metrics = compare(untyped, untyped, untyped, untyped, ["glioma", "meningioma", "pituitary"])
     assert metrics["cascade"]["typed_map50"] is None and metrics["cascade"]["type_accuracy"] is None
+
+
+def test_out_below_a_file_is_one_line(tiny_weights, tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    assert _run(tiny_weights, "--registry", tiny_weights["registry"], "--data", "tiny_yolo",
+                "--out", tmp_path / "file" / "eval") == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: {tmp_path / 'file' / 'eval'}: cannot create the output folder, {tmp_path / 'file'} is a file"]

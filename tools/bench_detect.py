@@ -81,9 +81,9 @@ def main(args) -> int:
     common = {"data": str(merged.data_yaml), "epochs": args.epochs, "imgsz": args.imgsz, "batch": args.batch,
               "seed": args.seed, "device": args.device, "fraction": fraction, "val": False, "plots": False,
               "single_cls": True, "verbose": False}
-    ours_args = argparse.Namespace(imgsz=args.imgsz, epochs=args.epochs, batch=args.batch, seed=args.seed,
-                                   device=args.device, workers=2, name="ours", typed=False, patience=100, fraction=fraction)
-    ours_overrides = {**train_overrides(ours_args, merged.data_yaml, load_preset("mri"), out), **common}
+    ours_overrides = {**train_overrides(merged.data_yaml, load_preset("mri"), out, name="ours", imgsz=args.imgsz,
+                                        epochs=args.epochs, batch=args.batch, seed=args.seed, device=args.device,
+                                        workers=2, fraction=fraction), **common}
     ours = run_one("ours", MRIDetectionTrainer, ours_overrides, out)
     plain = run_one("plain", None, common, out)
     report = {

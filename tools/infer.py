@@ -63,7 +63,9 @@ def main(args) -> int:
         return 2
     try:
         scans = iter_scans(args.source, args.axis, args.slice)
-        writer = InferenceWriter.create(args, cascade)
+        writer = InferenceWriter.create(cascade, out=args.out, arguments=vars(args), source=args.source,
+                                        det_weights=args.det_weights, cls_weights=args.cls_weights,
+                                        save_crops=args.save_crops, cam=args.cam, show_rejected=args.show_rejected)
         start = time.perf_counter()
         writer.process(cascade, scans, args.batch)
     except (SourceError, OutputError) as error:
