@@ -10,6 +10,7 @@ held-out source, with the same metrics as ``detect.val``.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -63,8 +64,6 @@ def train_arm(arm: Arm, out: Path, settings: dict) -> dict:
     folder = arm_folder(out, arm)
     done = folder / FINISHED
     if done.is_file():
-        import json
-
         return json.loads(done.read_text())
     last = folder / "weights" / "last.pt"
     command = ([sys.executable, "-m", "detect.train", "--resume", str(folder)] if last.is_file()
