@@ -248,3 +248,18 @@ def test_evaluate_ignores_negative_class_names_and_prints_the_mapping(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "'no_tumour' -> ignored (no tumor)" in result.stdout and "'tumor-free' -> ignored (no tumor)" in result.stdout
     assert "'Glioma' -> glioma" in result.stdout
+
+
+@pytest.mark.parametrize("module", ["tools.audit", "tools.merge", "tools.export_weights", "tools.export", "tools.review",
+                                    "tools.infer", "tools.evaluate", "tools.bench_audit", "tools.bench_cascade",
+                                    "tools.bench_detect", "detect.train", "detect.val", "classify.train", "classify.val"])
+def test_every_entry_point_takes_a_seed(module):
+    import importlib.util
+
+    from mri import PROJECT_ROOT
+
+    path = PROJECT_ROOT / (module.replace(".", "/") + ".py")
+    spec = importlib.util.spec_from_file_location(f"entry_{module.replace('.', '_')}", path)
+    loaded = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loaded)
+    assert "seed" in {action.dest for action in loaded.get_args_parser()._actions}

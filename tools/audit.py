@@ -22,10 +22,14 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--datasets", nargs="+", default=None, help="registry datasets to audit (default: all)")
     parser.add_argument("--write-splits", nargs="?", const="", default=None, metavar="CSV",
                         help="write the leakage-free split assignment (default path: datasets.yaml's split_rules.assignment)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (saved with the arguments)")
     return parser
 
 
 def main(args) -> int:
+    from mri.cli import seed_everything
+
+    seed_everything(args.seed)
     try:
         registry = load_registry(args.registry)
         records = registry.images(args.datasets)

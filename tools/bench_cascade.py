@@ -48,6 +48,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", default=None, help="report folder (default: a new runs/bench/cascade)")
     parser.add_argument("--worker", choices=["plain", "detector", "cascade"], default=None, help=argparse.SUPPRESS)
     parser.add_argument("--worker-cls", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, default=0, help="random seed (saved with the arguments)")
     return parser
 
 
@@ -156,7 +157,10 @@ def main(args) -> int:
         return 0
     import torch
 
+    from mri.cli import seed_everything
     from mri.files import write_atomic, write_json, write_yaml
+
+    seed_everything(args.seed)
 
     paths = benchmark_paths(args.images)
     out = output_folder(args.out, "cascade")

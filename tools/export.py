@@ -37,6 +37,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cls-weights", default=str(PROJECT_ROOT / "weights" / "classifier.pt"))
     parser.add_argument("--imgsz", type=int, default=None, help="detector input size (default: its training size)")
     parser.add_argument("--out", required=True, help="output folder (a new sibling is made if it holds files)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (saved with the arguments)")
     return parser
 
 
@@ -150,8 +151,10 @@ def _move(source: Path, target: Path) -> Path:
 def main(args) -> int:
     from cascade.backends import ExportedWeightsError
     from classify.checkpoint import CheckpointError
-    from mri.cli import resolve_path
+    from mri.cli import resolve_path, seed_everything
     from mri.files import output_dir, write_yaml
+
+    seed_everything(args.seed)
 
     out = output_dir(resolve_path(args.out))
     try:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import mri.offline  # noqa: F401
 from mri import PROJECT_ROOT
-from mri.cli import resolve_path
+from mri.cli import resolve_path, seed_everything
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -22,13 +22,16 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--detector", required=True)
     parser.add_argument("--classifier", required=True)
     parser.add_argument("--out", default=str(PROJECT_ROOT / "weights"))
+    parser.add_argument("--seed", type=int, default=0, help="random seed (saved with the arguments)")
     return parser
 
 
 def main(args) -> int:
     from classify.checkpoint import load_checkpoint, save_checkpoint
     from detect.model import load_detector
+    from mri.files import write_yaml
 
+    seed_everything(args.seed)
     out = resolve_path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     load_detector(args.detector)  # refuses anything ultralytics cannot load
@@ -39,6 +42,7 @@ def main(args) -> int:
         checkpoint.pop(key, None)
     checkpoint["source"] = str(Path(args.classifier))
     save_checkpoint(out / "classifier.pt", checkpoint, half=True)
+    write_yaml(out / "export_args.yaml", vars(args))  # beside the weights they describe
     for name in ("detector.pt", "classifier.pt"):
         print(f"{out / name}: {(out / name).stat().st_size / 1e6:.1f} MB")
     return 0

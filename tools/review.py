@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import mri.offline  # noqa: F401
 from mri import PROJECT_ROOT
@@ -28,6 +29,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default=DEFAULT_DATASET, help="fiftyone dataset name")
     parser.add_argument("--registry", default=None, help="datasets.yaml to read (default: the project's)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (saved with the arguments)")
     commands = parser.add_subparsers(dest="command", required=True)
     load = commands.add_parser("load", help="build the dataset from datasets.yaml, or merge into it keeping edits")
     load.add_argument("--datasets", nargs="+", default=None, help="registry datasets (default: all)")
@@ -193,6 +195,7 @@ def screenshot(args) -> int:
 def export(args, registry) -> int:
     from curation.export import export_curated
     from mri.cli import resolve_path
+    from mri.files import write_yaml
 
     dataset = _load(args)
     sources = sorted(set(dataset.distinct("dataset")) & set(registry.datasets))
@@ -202,14 +205,17 @@ def export(args, registry) -> int:
     for label in result["unknown_labels"]:
         print(f"skipped boxes labelled '{label}': not a class of {registry.path}", file=sys.stderr)
     images = ", ".join(f"{split} {n}" for split, n in result["images"].items()) or "none"
+    write_yaml(Path(result["folder"]) / "args.yaml", vars(args))
     print(f"exported to {result['folder']}: images {images}; {result['changes']} changes listed in changes.csv")
     print(f"paste {result['entry']} under `datasets:` in datasets.yaml to train on it")
     return 0
 
 
 def main(args) -> int:
+    from mri.cli import seed_everything
     from mri.registry import DatasetError, load_registry
 
+    seed_everything(args.seed)
     try:
         registry = load_registry(args.registry)
     except DatasetError as error:
