@@ -243,7 +243,7 @@ def load_classifier(weights: str | Path, device):
 
     kind = weights_format(weights)
     if kind == "pytorch":
-        return TorchClassifier(load_checkpoint(weights), device)
+        return TorchClassifier(load_checkpoint(resolve_path(weights)), device)
     path = resolve_path(weights)
     if not path.exists():
         raise ExportedWeightsError(f"{weights}: classifier weights not found (export them with `python tools/export.py`)")

@@ -141,7 +141,9 @@ def load_registry(path: str | Path | None = None) -> Registry:
     Problems of one dataset's entry (a missing root, an unknown format, a bad ``patient_id``) are kept in
     ``Registry.problems`` and reported, with the label problems, when that dataset is used or checked.
     """
-    path = Path(path or os.environ.get("MRI_REGISTRY", DEFAULT_REGISTRY)).resolve()
+    from mri.cli import resolve_path
+
+    path = resolve_path(path or os.environ.get("MRI_REGISTRY", DEFAULT_REGISTRY))
     if not path.is_file():
         raise DatasetError([f"{path}: registry file not found"])
     raw = read_yaml_mapping(path, "the registry")
