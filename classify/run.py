@@ -70,16 +70,21 @@ def calibrate_checkpoint(checkpoint: dict, val_set: CropSet, device, min_sensiti
     return {**checkpoint, "thresholds": calibrate_thresholds(probabilities, val_set.labels, min_sensitivity)}
 
 
+def update_checkpoints(run_dir: Path, **entries) -> None:
+    """Add ``entries`` (calibrated thresholds, a fitted fusion) to the run's best.pt and last.pt."""
+    for name in ("best.pt", "last.pt"):
+        checkpoint = load_checkpoint(run_dir / name, calibrated=False)
+        checkpoint.update(entries)
+        save_checkpoint(run_dir / name, checkpoint)
+
+
 def finish_run(run_dir: Path, args, registry, val_set: CropSet, test_set: CropSet, train_set: CropSet, device, history):
     """Calibrate thresholds on validation, evaluate on test, and write the run's figures and metrics."""
     best = load_checkpoint(run_dir / "best.pt", calibrated=False)
     model = model_from_checkpoint(best, str(device))
     val_probabilities = predict_crops(model, val_set.images, best["mean"], best["std"], device)
     thresholds = calibrate_thresholds(val_probabilities, val_set.labels, args.min_sensitivity)
-    for name in ("best.pt", "last.pt"):
-        checkpoint = load_checkpoint(run_dir / name, calibrated=False)
-        checkpoint["thresholds"] = thresholds
-        save_checkpoint(run_dir / name, checkpoint)
+    update_checkpoints(run_dir, thresholds=thresholds)
     best["thresholds"] = thresholds
     # F1 is reported at the max-F1 threshold; the shipped (sensitive) default threshold gets its own entry.
     test_metrics, test_probabilities = evaluate_checkpoint(best, test_set, device, thresholds["max_f1"])
@@ -128,10 +133,7 @@ def add_fusion(run_dir: Path, metrics: dict, val_results: list, val_records: lis
         overlap = box_iou(result.pred_boxes, result.gt_boxes)
         is_tumor.append(overlap.max(axis=1) >= 0.5 if overlap.size else np.zeros(len(result.pred_boxes), bool))
     fusion = fit_fusion(np.concatenate(det_scores), np.concatenate(tumor_probs), np.concatenate(is_tumor))
-    for name in ("best.pt", "last.pt"):
-        checkpoint = load_checkpoint(run_dir / name)
-        checkpoint["fusion"] = fusion
-        save_checkpoint(run_dir / name, checkpoint)
+    update_checkpoints(run_dir, fusion=fusion)
     metrics["fusion"] = fusion
     write_json(run_dir / "metrics.json", metrics)
     print(f"fusion fitted on {fusion['n']} validation boxes ({fusion['positives']} tumors): {fusion}")

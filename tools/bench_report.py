@@ -44,13 +44,21 @@ def get_args_parser() -> argparse.ArgumentParser:
 INFERENCE_HEADING = "## Inference throughput (`python tools/bench_cascade.py`)"
 
 
+def section_bounds(lines: list[str], heading: str) -> tuple[int, int] | None:
+    """Line indices [start, end) of the section under ``heading`` (up to the next ``## ``); None if absent."""
+    if heading not in lines:
+        return None
+    start = lines.index(heading)
+    return start, next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+
+
 def replace_section(report: str, heading: str, lines: list[str]) -> str:
     """``report`` with the section under ``heading`` (up to the next ``## ``) replaced by ``lines``; appended if absent."""
     old = report.split("\n")
-    if heading not in old:
+    bounds = section_bounds(old, heading)
+    if bounds is None:
         return report.rstrip("\n") + "\n\n" + "\n".join([heading, "", *lines]) + "\n"
-    start = old.index(heading)
-    end = next((i for i in range(start + 1, len(old)) if old[i].startswith("## ")), len(old))
+    start, end = bounds
     tail = old[end:] if end < len(old) else [""]
     return "\n".join(old[:start] + [heading, "", *lines, ""] + tail)
 
@@ -81,11 +89,8 @@ def old_section(report_file: Path, heading: str) -> list[str]:
     if not report_file.is_file():
         return []
     old = report_file.read_text().split("\n")
-    if heading not in old:
-        return []
-    start = old.index(heading)
-    end = next((i for i in range(start + 1, len(old)) if old[i].startswith("## ")), len(old))
-    return old[start:end]
+    bounds = section_bounds(old, heading)
+    return old[bounds[0] : bounds[1]] if bounds else []
 
 
 def heldout_section(metrics: dict, fusion: bool) -> list[str]:
