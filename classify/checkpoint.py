@@ -56,10 +56,11 @@ def load_checkpoint(path: str | Path, calibrated: bool = True) -> dict:
 
 
 def model_from_checkpoint(checkpoint: dict, device: str = "cpu") -> torch.nn.Module:
+    """The network in evaluation mode, channels-last (what ``classify.predict`` runs fastest)."""
     model = create_classifier(checkpoint["arch"], len(checkpoint["classes"]), checkpoint["input_size"])
     state = {k: v.float() if v.is_floating_point() else v for k, v in checkpoint["model"].items()}
     model.load_state_dict(state)
-    return model.to(device).eval()
+    return model.to(device, memory_format=torch.channels_last).eval()
 
 
 def crop_rule_of(checkpoint: dict) -> CropRule:

@@ -67,20 +67,12 @@ def train_one_epoch(model, loader, optimizer, scheduler, device, label_smoothing
     return {"loss": total / max(count, 1), **{k: figures[k] for k in ("tumor_f1", "type_accuracy") if k in figures}}
 
 
-@torch.no_grad()
-def predict_probabilities(model, loader, device) -> tuple[np.ndarray, np.ndarray, float]:
-    """Softmax outputs, labels and mean loss over a loader (evaluation mode)."""
-    model.eval()
-    outputs, labels_seen, total = [], [], 0.0
-    for images, labels in loader:
-        logits = model(images.to(device))
-        total += float(cascade_loss(logits, labels.to(device))) * len(labels)
-        outputs.append(logits.softmax(1).cpu().numpy())
-        labels_seen.append(labels.numpy())
-    if not outputs:
-        return np.zeros((0, 1)), np.zeros(0, np.int64), 0.0
-    labels = np.concatenate(labels_seen)
-    return np.concatenate(outputs), labels, total / max(len(labels), 1)
+def loss_of_probabilities(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    """``cascade_loss`` of predicted probabilities (their logarithms are valid logits for it)."""
+    if not len(labels):
+        return 0.0
+    log_probabilities = torch.from_numpy(np.log(np.clip(probabilities, 1e-12, None)))
+    return float(cascade_loss(log_probabilities, torch.from_numpy(np.asarray(labels, np.int64))))
 
 
 def roc_auc(scores: np.ndarray, truth: np.ndarray) -> float | None:
@@ -175,16 +167,15 @@ def fit(model, train_set: CropSet, val_set: CropSet, args, device, context, on_e
     from torch.utils.data.distributed import DistributedSampler
 
     from classify.models import normalisation
+    from classify.predict import predict_crops
 
     mean, std = normalisation(args.arch)
     train_data = CropDataset(train_set, CropTransform(args.hyp, mean, std), args.seed)
-    val_data = CropDataset(val_set, CropTransform("eval", mean, std), args.seed)
     sampler = DistributedSampler(train_data, context.world_size, context.rank, shuffle=True, seed=args.seed) \
         if context.enabled else None
     generator = torch.Generator().manual_seed(args.seed)
     train_loader = DataLoader(train_data, batch_size=args.batch, shuffle=sampler is None, sampler=sampler,
                               num_workers=args.workers, drop_last=len(train_data) > args.batch, generator=generator)
-    val_loader = DataLoader(val_data, batch_size=args.batch * 2, num_workers=args.workers)
     model = model.to(device)
     network = DistributedDataParallel(model) if context.enabled else model
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
@@ -203,8 +194,9 @@ def fit(model, train_set: CropSet, val_set: CropSet, args, device, context, on_e
         train_figures = train_one_epoch(network, train_loader, optimizer, scheduler, device, args.label_smoothing,
                                         progress=context.is_main)
         if context.is_main:
-            probabilities, labels, loss = predict_probabilities(model, val_loader, device)
-            val_figures = {"loss": loss, **classification_metrics(probabilities, labels)}
+            probabilities = predict_crops(model, val_set.images, mean, std, args.batch * 2)
+            loss = loss_of_probabilities(probabilities, val_set.labels)
+            val_figures = {"loss": loss, **classification_metrics(probabilities, val_set.labels)}
             history.append({"epoch": epoch, "train": train_figures, "val": val_figures, "seconds": watch.seconds()})
             print(f"epoch {epoch + 1}/{args.epochs}: train loss {train_figures['loss']:.4f} "
                   f"F1 {train_figures.get('tumor_f1', 0):.3f} | val loss {loss:.4f} F1 {val_figures['tumor_f1']:.3f} "

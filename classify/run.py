@@ -10,10 +10,11 @@ import torch
 from classify.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from classify.crop_data import CropSet, class_names
 from classify.crops import CropRule
-from classify.engine import calibrate_thresholds, classification_metrics, metrics_by_dataset
+from classify.engine import calibrate_thresholds, metrics_by_dataset
 from classify.models import normalisation
 from classify.plots import confusion_matrix, plot_confusion, plot_history, save_gallery
-from classify.presets import CropTransform, to_batch
+from classify.predict import predict_crops
+from classify.presets import CropTransform
 from mri.cli import resolve_path
 from mri.files import new_run_dir, write_json, write_yaml
 
@@ -47,27 +48,32 @@ def new_checkpoint(model, args, registry, rule: CropRule, history: list, epoch: 
     }
 
 
-@torch.no_grad()
-def predict_crops(model, crops: np.ndarray, mean, std, device, batch: int = 64) -> np.ndarray:
-    """Softmax outputs for a stack of uint8 crops (evaluation preprocessing)."""
-    outputs = []
-    for start in range(0, len(crops), batch):
-        outputs.append(model(to_batch(crops[start : start + batch], mean, std).to(device)).softmax(1).cpu().numpy())
-    return np.concatenate(outputs) if outputs else np.zeros((0, 1), np.float32)
+def split_report(probabilities: np.ndarray, crops: CropSet, thresholds: dict) -> dict:
+    """What a classifier scored on one split's crops, in the one shape ``classify.val`` and a training run's
+    metrics.json share: tumor-vs-not and type figures overall and per dataset at the max-F1 threshold (top
+    level) and at the shipped default threshold."""
+    max_f1 = thresholds.get("max_f1", thresholds["default"])
+    return {"n_crops": len(crops), "thresholds": thresholds,
+            **metrics_by_dataset(probabilities, crops.labels, crops.datasets, max_f1),
+            "at_default_threshold": metrics_by_dataset(probabilities, crops.labels, crops.datasets, thresholds["default"])}
 
 
-def evaluate_checkpoint(checkpoint: dict, crops: CropSet, device, threshold: float | None = None) -> dict:
+def crop_probabilities(checkpoint: dict, crops: CropSet, device) -> np.ndarray:
     model = model_from_checkpoint(checkpoint, str(device))
-    probabilities = predict_crops(model, crops.images, checkpoint["mean"], checkpoint["std"], device)
-    threshold = checkpoint["thresholds"]["default"] if threshold is None else threshold
-    return metrics_by_dataset(probabilities, crops.labels, crops.datasets, threshold), probabilities
+    return predict_crops(model, crops.images, checkpoint["mean"], checkpoint["std"])
 
 
-def calibrate_checkpoint(checkpoint: dict, val_set: CropSet, device, min_sensitivity: float) -> dict:
-    """The checkpoint with ``thresholds`` calibrated on the validation crops (``val_set``)."""
-    model = model_from_checkpoint(checkpoint, str(device))
-    probabilities = predict_crops(model, val_set.images, checkpoint["mean"], checkpoint["std"], device)
-    return {**checkpoint, "thresholds": calibrate_thresholds(probabilities, val_set.labels, min_sensitivity)}
+def evaluate_checkpoint(checkpoint: dict, crops: CropSet, device) -> tuple[dict, np.ndarray]:
+    """The checkpoint's ``split_report`` on ``crops``, and its probabilities."""
+    probabilities = crop_probabilities(checkpoint, crops, device)
+    return split_report(probabilities, crops, checkpoint["thresholds"]), probabilities
+
+
+def calibrate_checkpoint(checkpoint: dict, val_set: CropSet, device, min_sensitivity: float) -> tuple[dict, dict]:
+    """The checkpoint with ``thresholds`` calibrated on the validation crops, and its report on them."""
+    probabilities = crop_probabilities(checkpoint, val_set, device)
+    calibrated = {**checkpoint, "thresholds": calibrate_thresholds(probabilities, val_set.labels, min_sensitivity)}
+    return calibrated, split_report(probabilities, val_set, calibrated["thresholds"])
 
 
 def update_checkpoints(run_dir: Path, **entries) -> None:
@@ -80,22 +86,14 @@ def update_checkpoints(run_dir: Path, **entries) -> None:
 
 def finish_run(run_dir: Path, args, registry, val_set: CropSet, test_set: CropSet, train_set: CropSet, device, history):
     """Calibrate thresholds on validation, evaluate on test, and write the run's figures and metrics."""
-    best = load_checkpoint(run_dir / "best.pt", calibrated=False)
-    model = model_from_checkpoint(best, str(device))
-    val_probabilities = predict_crops(model, val_set.images, best["mean"], best["std"], device)
-    thresholds = calibrate_thresholds(val_probabilities, val_set.labels, args.min_sensitivity)
+    best, validation = calibrate_checkpoint(load_checkpoint(run_dir / "best.pt", calibrated=False), val_set, device,
+                                            args.min_sensitivity)
+    thresholds = best["thresholds"]
     update_checkpoints(run_dir, thresholds=thresholds)
-    best["thresholds"] = thresholds
-    # F1 is reported at the max-F1 threshold; the shipped (sensitive) default threshold gets its own entry.
-    test_metrics, test_probabilities = evaluate_checkpoint(best, test_set, device, thresholds["max_f1"])
-    metrics = {
-        "arch": args.arch, "input_size": best["input_size"], "best_epoch": best["epoch"], "thresholds": thresholds,
-        "validation": metrics_by_dataset(val_probabilities, val_set.labels, val_set.datasets, thresholds["max_f1"]),
-        "test": test_metrics,
-        "test_at_default_threshold": classification_metrics(test_probabilities, test_set.labels, thresholds["default"]),
-        "train_seconds": float(sum(h["seconds"] for h in history)),
-        "n_crops": {"train": len(train_set), "val": len(val_set), "test": len(test_set)},
-    }
+    test, test_probabilities = evaluate_checkpoint(best, test_set, device)
+    metrics = {"arch": args.arch, "input_size": best["input_size"], "best_epoch": best["epoch"],
+               "train_seconds": float(sum(h["seconds"] for h in history)), "n_train_crops": len(train_set),
+               "validation": validation, "test": test}
     write_json(run_dir / "metrics.json", metrics)
     write_json(run_dir / "history.json", history)
     plot_history(history, run_dir / "curves.png")
@@ -105,7 +103,7 @@ def finish_run(run_dir: Path, args, registry, val_set: CropSet, test_set: CropSe
     mean, std = normalisation(args.arch)
     pick = np.random.default_rng(args.seed).choice(len(train_set), min(8, len(train_set)), replace=False)
     save_gallery(train_set.images[np.sort(pick)], CropTransform(args.hyp, mean, std), run_dir / "gallery.png")
-    overall = test_metrics["overall"]
+    overall = test["overall"]
     print(f"test crops: tumor F1 {overall['tumor_f1']:.3f} (P {overall['tumor_precision']:.3f}, "
           f"R {overall['tumor_recall']:.3f}, AUC {overall['roc_auc'] or 0:.3f}), type accuracy "
           f"{overall['type_accuracy'] or 0:.3f}, macro-F1 {overall['type_macro_f1'] or 0:.3f}; results in {run_dir}")
@@ -128,7 +126,7 @@ def add_fusion(run_dir: Path, metrics: dict, val_results: list, val_records: lis
         if not len(result.pred_boxes):
             continue
         crops = crops_for_boxes(read_scan(paths[result.key])[0].image, result.pred_boxes, rule)
-        tumor_probs.append(1.0 - predict_crops(model, crops, best["mean"], best["std"], device)[:, 0])
+        tumor_probs.append(1.0 - predict_crops(model, crops, best["mean"], best["std"])[:, 0])
         det_scores.append(result.pred_scores)
         overlap = box_iou(result.pred_boxes, result.gt_boxes)
         is_tumor.append(overlap.max(axis=1) >= 0.5 if overlap.size else np.zeros(len(result.pred_boxes), bool))

@@ -5,7 +5,8 @@
     python -m classify.val --weights runs/classify/NAME/best.pt --calibrate   # an interrupted run's checkpoint
 
 Writes metrics.json (tumor-vs-not F1, precision, recall, ROC-AUC, type accuracy and macro-F1, overall
-and per source dataset, at the checkpoint's max-F1 threshold and at its default threshold) to a new
+and per source dataset, at the checkpoint's max-F1 threshold and at its default threshold: the same shape as
+a training run's ``validation`` and ``test`` entries, ``classify.run.split_report``) to a new
 folder under runs/classify-val/ (or --out; an existing non-empty folder gets a new sibling).
 
 ``--calibrate`` fits the decision thresholds on the validation split, as a finished training run does, and
@@ -41,7 +42,6 @@ def get_args_parser() -> argparse.ArgumentParser:
 def main(args) -> int:
     from classify.checkpoint import CheckpointError, crop_rule_of, load_checkpoint, save_checkpoint
     from classify.crop_data import cached_split, split_records
-    from classify.engine import classification_metrics
     from classify.run import calibrate_checkpoint, evaluate_checkpoint
     from mri.cli import DeviceError, check_device
     from mri.files import OutputError, new_run_dir, output_dir, write_json, write_yaml
@@ -63,15 +63,13 @@ def main(args) -> int:
     if args.calibrate:
         val_crops = cached_split(splits["val"], registry, rule, False, args.seed)
         min_sensitivity = args.min_sensitivity or checkpoint.get("args", {}).get("min_sensitivity", 0.95)
-        checkpoint = calibrate_checkpoint(checkpoint, val_crops, args.device, min_sensitivity)
+        checkpoint, _ = calibrate_checkpoint(checkpoint, val_crops, args.device, min_sensitivity)
         save_checkpoint(out / "calibrated.pt", checkpoint)
         print(f"thresholds {checkpoint['thresholds']} calibrated on {len(val_crops)} validation crops: "
               f"{out / 'calibrated.pt'}")
     crops = cached_split(splits[args.split], registry, rule, False, args.seed)
-    thresholds = checkpoint["thresholds"]
-    metrics, probabilities = evaluate_checkpoint(checkpoint, crops, args.device, thresholds.get("max_f1", thresholds["default"]))
-    metrics["at_default_threshold"] = classification_metrics(probabilities, crops.labels, thresholds["default"])
-    metrics.update(weights=str(weights), split=args.split, thresholds=thresholds, n_crops=len(crops))
+    report, _ = evaluate_checkpoint(checkpoint, crops, args.device)
+    metrics = {"weights": str(weights), "split": args.split, **report}
     write_json(out / "metrics.json", metrics)
     overall = metrics["overall"]
     print(f"{len(crops)} {args.split} crops: tumor F1 {overall['tumor_f1']:.3f} (P {overall['tumor_precision']:.3f} "

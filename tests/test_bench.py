@@ -43,3 +43,29 @@ def test_only_the_inference_section_is_regenerated(tmp_path):
     assert "| plain `YOLO(...).predict` (PyTorch, ultralytics' own threads) | 25.0 |" in section
     assert "| ONNX Runtime | 60.0 | 50.0 | 1.20x | 2.40x | 2.00x | 2 / 2 |" in section
     assert (out / "bench_cascade.json").is_file()
+
+
+def test_model_card_block_is_written_from_the_measurements(tmp_path):
+    """The model card's measured block is regenerated from the JSON files; the rest of the card is kept."""
+    source = tmp_path / "bench"
+    for name in ("rf_mri4", "br35h"):
+        (source / "eval" / name).mkdir(parents=True)
+        metrics = json.loads((PROJECT_ROOT / "benchmarks" / f"eval_{name}.json").read_text())
+        metrics["detector"]["map50"] = 0.1234 if name == "rf_mri4" else metrics["detector"]["map50"]
+        (source / "eval" / name / "metrics.json").write_text(json.dumps(metrics))
+    (source / "classify-val").mkdir()
+    classify_val = json.loads((PROJECT_ROOT / "benchmarks" / "classify_val.json").read_text())
+    classify_val["overall"]["type_accuracy"] = 0.5678
+    (source / "classify-val" / "metrics.json").write_text(json.dumps(classify_val))
+    card = tmp_path / "card.md"
+    card.write_text("# card\n\nhand-written intro\n\n<!-- MEASURED: written by tools/bench_report.py from benchmarks/*.json; "
+                    "edits here are overwritten -->\nstale numbers 0.999\n<!-- /MEASURED -->\n\nhand-written outro\n")
+    result = subprocess.run([sys.executable, str(PROJECT_ROOT / "tools" / "bench_report.py"), "--from", str(source),
+                             "--out", str(tmp_path / "benchmarks"), "--model-card", str(card)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    text = card.read_text()
+    assert "stale numbers" not in text and "hand-written intro" in text and text.endswith("hand-written outro\n")
+    rf_row = next(line for line in text.splitlines() if line.startswith("| rf_mri4 |"))
+    assert rf_row.split(" | ")[2].startswith("0.123 / ")
+    assert "type accuracy 0.568" in text and "| br35h |" in text

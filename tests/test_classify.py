@@ -287,6 +287,9 @@ def test_classify_val_writes_metrics_per_dataset(trained, tmp_path):
     metrics = json.loads((tmp_path / "val" / "metrics.json").read_text())
     assert {"tumor_f1", "tumor_precision", "tumor_recall", "roc_auc", "type_accuracy", "type_macro_f1"} <= set(metrics["overall"])
     assert set(metrics["per_dataset"]) == {"tiny_yolo", "tiny_coco"} and "at_default_threshold" in metrics
+    # one shape: the test split scored by classify.val is the training run's own "test" entry
+    trained_test = json.loads((run / "metrics.json").read_text())["test"]
+    assert {k: v for k, v in metrics.items() if k not in ("weights", "split")} == trained_test
 
 
 @pytest.mark.slow
@@ -297,4 +300,4 @@ def test_max_train_crops_trains_on_that_many_crops(tiny_registry, tmp_path):
                                                "--input-size", "32", "--batch", "8", "--max-train-crops", "5",
                                                "--project", str(tmp_path), "--name", "budget"])
     assert train.main(args) == 0
-    assert json.loads((tmp_path / "budget" / "metrics.json").read_text())["n_crops"]["train"] == 5
+    assert json.loads((tmp_path / "budget" / "metrics.json").read_text())["n_train_crops"] == 5

@@ -36,12 +36,17 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--heldout", default=None,
                         help="folder of tools/evaluate.py on a held-out source (both heads trained without it)")
     parser.add_argument("--out", default=str(PROJECT_ROOT / "benchmarks"))
+    parser.add_argument("--model-card", default=str(PROJECT_ROOT / "weights" / "README.md"),
+                        help="model card whose measured block (between the MEASURED markers) is rewritten from the "
+                             "same JSON files; 'none' leaves it alone")
     parser.add_argument("--only", choices=["inference"], default=None,
                         help="regenerate only this section of the existing REPORT.md")
     return parser
 
 
 INFERENCE_HEADING = "## Inference throughput (`python tools/bench_cascade.py`)"
+MEASURED_START = "<!-- MEASURED: written by tools/bench_report.py from benchmarks/*.json; edits here are overwritten -->"
+MEASURED_END = "<!-- /MEASURED -->"
 
 
 def section_bounds(lines: list[str], heading: str) -> tuple[int, int] | None:
@@ -130,6 +135,62 @@ def detection_section(evaluations: dict) -> list[str]:
     return lines
 
 
+def model_card_lines(evaluations: dict, detect_val: dict | None, classify_val: dict | None) -> list[str]:
+    """The model card's measured block: the shipped weights' figures, from the same JSON as REPORT.md."""
+    lines = ["Leakage-free test splits, shipped weights (`python tools/evaluate.py --data <dataset> --split test`). "
+             "Detector / cascade in each cell; the operating point is the shipped setting (detector confidence 0.25, "
+             "the classifier's default threshold): sensitivity / false positives per image, detector alone -> cascade.",
+             "", "| test split | images | mAP50 | mAP50-95 | sensitivity at 1 FP/image | FP/image at 0.90 sensitivity | "
+             "type accuracy (cascade) | operating point |", "|---|---|---|---|---|---|---|---|"]
+    for name, m in evaluations.items():
+        d, c = m["detector"], m["cascade"]
+        od, oc = d["operating_point"], c["operating_point"]
+        lines.append(f"| {name} | {m['n_images']} | {fmt(d['map50'])} / {fmt(c['map50'])} | {fmt(d['map50_95'])} / "
+                     f"{fmt(c['map50_95'])} | {fmt(d['sens_at_fp']['1'])} / {fmt(c['sens_at_fp']['1'])} | "
+                     f"{fmt(d['fp_per_image_at_sens90'], 2)} / {fmt(c['fp_per_image_at_sens90'], 2)} | "
+                     f"{fmt(c['type_accuracy']) if c['type_accuracy'] is not None else 'n/a (untyped)'} | "
+                     f"{fmt(od['sensitivity'])} / {fmt(od['fp_per_image'])} -> {fmt(oc['sensitivity'])} / {fmt(oc['fp_per_image'])} |")
+    if detect_val:
+        o = detect_val["overall"]
+        per_split = ", ".join(f"{k} {fmt(v['coco']['map50'])} / {fmt(v['coco']['map50_95'])}"
+                              for k, v in sorted(detect_val.get("per_dataset", {}).items()))
+        sensitivities = " / ".join(fmt(v) for v in o["sens_at_fp"].values())
+        lines += ["", f"The detector alone on all test splits together (`python -m detect.val --weights weights/detector.pt`): "
+                  f"COCO mAP50 {fmt(o['coco']['map50'])}, mAP50-95 {fmt(o['coco']['map50_95'])} (ultralytics' own figures "
+                  f"on the same predictions {fmt(o['ultralytics']['map50'])} / {fmt(o['ultralytics']['map50_95'])})"
+                  + (f"; per split {per_split}" if per_split else "") + f"; sensitivity {sensitivities} at "
+                  f"{' / '.join(o['sens_at_fp'])} false positives per image."]
+    if classify_val:
+        o, thresholds = classify_val["overall"], classify_val.get("thresholds", {})
+        lines += ["", f"The classifier on {classify_val['n_crops']} test crops (`python -m classify.val --weights "
+                  f"weights/classifier.pt`): tumor-vs-not F1 {fmt(o['tumor_f1'])} (precision {fmt(o['tumor_precision'])}, "
+                  f"recall {fmt(o['tumor_recall'])}, ROC-AUC {fmt(o['roc_auc'])}) at the max-F1 threshold"
+                  + (f" {fmt(thresholds['max_f1'])}" if "max_f1" in thresholds else "")
+                  + f"; type accuracy {fmt(o['type_accuracy'])}, macro-F1 {fmt(o['type_macro_f1'])}"
+                  + (f"; default threshold {fmt(thresholds['default'])}" if "default" in thresholds else "") + "."]
+    return lines
+
+
+def replace_measured_block(text: str, lines: list[str]) -> str | None:
+    """``text`` with the block between the MEASURED markers replaced by ``lines``; None if it has no such block."""
+    if MEASURED_START not in text or MEASURED_END not in text:
+        return None
+    head, rest = text.split(MEASURED_START, 1)
+    tail = rest.split(MEASURED_END, 1)[1]
+    return head + "\n".join([MEASURED_START, *lines, MEASURED_END]) + tail
+
+
+def update_model_card(path: Path, evaluations: dict, detect_val: dict | None, classify_val: dict | None) -> None:
+    if not evaluations:
+        return
+    card = replace_measured_block(path.read_text(), model_card_lines(evaluations, detect_val, classify_val))
+    if card is None:
+        print(f"{path}: no MEASURED block to rewrite; model card left as it is", file=sys.stderr)
+        return
+    write_atomic(path, card)
+    print(f"measured block of {path} rewritten")
+
+
 def main(args) -> int:
     source = resolve_path(args.source)
     out = resolve_path(args.out)
@@ -214,6 +275,8 @@ def main(args) -> int:
         shutil.copyfile(resolve_path(args.recipes) / "compare_recipes.json", out / "compare_recipes.json")
     if heldout:
         shutil.copyfile(resolve_path(args.heldout) / "metrics.json", out / "eval_heldout.json")
+    if args.model_card != "none":
+        update_model_card(resolve_path(args.model_card), evaluations, detect_val, classify_val)
     print(f"report written to {out / 'REPORT.md'}")
     return 0
 

@@ -74,7 +74,7 @@ def main(args) -> int:
             return code
         metrics = json.loads((out / arch / "metrics.json").read_text())
         rows.append({"arch": arch, "pretrained": pretrained, "label": label, "train_seconds": metrics["train_seconds"],
-                     "n_train_crops": metrics["n_crops"]["train"], "test": metrics["test"],
+                     "n_train_crops": metrics["n_train_crops"], "test": metrics["test"],
                      "held_out": score_held_out(out / arch / "best.pt", args) if args.hold_out else None})
     import torch
 
@@ -97,7 +97,7 @@ def score_held_out(weights, args) -> dict:
     checkpoint = load_checkpoint(weights)
     registry = load_registry()
     crops = cached_split(registry_records(registry, args.hold_out)[0], registry, crop_rule_of(checkpoint), False, args.seed)
-    return evaluate_checkpoint(checkpoint, crops, args.device, checkpoint["thresholds"]["max_f1"])[0]
+    return evaluate_checkpoint(checkpoint, crops, args.device)[0]
 
 
 def render(report: dict) -> str:
