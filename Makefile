@@ -35,26 +35,26 @@ bench: setup
 	for d in rf_mri4 br35h rsna_axial; do $(PY) tools/evaluate.py --data $$d --split test --out $(BENCH_DIR)/eval/$$d || exit 1; done
 	$(PY) -m detect.val --weights weights/detector.pt --out $(BENCH_DIR)/detect-val
 	$(PY) -m classify.val --weights weights/classifier.pt --out $(BENCH_DIR)/classify-val
-	$(PY) tools/bench_audit.py --out $(BENCH_DIR)/bench-audit
-	$(PY) tools/bench_detect.py --out $(BENCH_DIR)/bench-detect
-	$(PY) tools/bench_cascade.py --cls-weights $(BENCH_CLS) --out $(BENCH_DIR)/bench-cascade
-	$(PY) tools/bench_report.py --from $(BENCH_DIR) --compare $(COMPARE_DIR) $(REPORT_FLAGS)
+	$(PY) benchmarks/bench_audit.py --out $(BENCH_DIR)/bench-audit
+	$(PY) benchmarks/bench_detect.py --out $(BENCH_DIR)/bench-detect
+	$(PY) benchmarks/bench_cascade.py --cls-weights $(BENCH_CLS) --out $(BENCH_DIR)/bench-cascade
+	$(PY) benchmarks/bench_report.py --from $(BENCH_DIR) --compare $(COMPARE_DIR) $(REPORT_FLAGS)
 
 # Quality only (evaluations; about 15 minutes on 2 cores): the timing sections of REPORT.md stay as measured.
 bench-quality: setup
 	for d in rf_mri4 br35h rsna_axial; do $(PY) tools/evaluate.py --data $$d --split test --out $(BENCH_DIR)/eval/$$d || exit 1; done
 	$(PY) -m detect.val --weights weights/detector.pt --out $(BENCH_DIR)/detect-val
 	$(PY) -m classify.val --weights weights/classifier.pt --out $(BENCH_DIR)/classify-val
-	$(PY) tools/bench_report.py --from $(BENCH_DIR) --compare $(COMPARE_DIR) $(REPORT_FLAGS)
+	$(PY) benchmarks/bench_report.py --from $(BENCH_DIR) --compare $(COMPARE_DIR) $(REPORT_FLAGS)
 
 # The seed experiment: three classifiers on the same crops, 128 px, 8 epochs, trained without br35h and
 # scored on it too (about 1.5 hours on 2 CPU cores; add --device 0 on a GPU).
 CLASSIFIER_FLAGS ?= --max-train-crops 3000
 compare: setup
-	$(PY) tools/compare_classifiers.py $(CLASSIFIER_FLAGS) --out $(COMPARE_DIR)
+	$(PY) benchmarks/compare_classifiers.py $(CLASSIFIER_FLAGS) --out $(COMPARE_DIR)
 
 # Detector recipes at equal budget, chosen on a held-out source (br35h). Sized for 2 CPU cores (about
 # 2 hours); the release's figures came from RECIPE_FLAGS="--epochs 20 --batch 64 --device 0 --jobs 2".
 RECIPE_FLAGS ?= --epochs 10 --fraction 0.5
 compare-recipes: setup
-	$(PY) tools/compare_recipes.py $(RECIPE_FLAGS) --out runs/bench/compare_recipes
+	$(PY) benchmarks/compare_recipes.py $(RECIPE_FLAGS) --out runs/bench/compare_recipes

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from mri import PROJECT_ROOT
+from mri.cli import resolve_path
 from mri.scan_io import Scan, ScanReadError, first_line, has_dicom_preamble, read_scan, scan_kind
 
 
@@ -41,7 +43,7 @@ def list_files(source: str) -> list[Path]:
     """
     if not str(source).strip():
         raise SourceError("the source is empty: give a scan, a folder, a glob, a DICOM series or a NIfTI volume")
-    path = Path(source).expanduser()
+    path = resolve_path(source)
     if path.is_file():
         return [path]
     if path.is_dir():
@@ -52,7 +54,10 @@ def list_files(source: str) -> list[Path]:
     if path.is_symlink():
         raise SourceError(f"{source}: {link_problem(path)}")
     if any(ch in source for ch in "*?["):
-        files = sorted(Path(p) for p in glob.glob(os.path.expanduser(source), recursive=True) if _is_candidate(Path(p)))
+        pattern = os.path.expanduser(source)
+        files = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if _is_candidate(Path(p)))
+        if not files and not os.path.isabs(pattern):  # the path rule: else below the project root
+            files = sorted(Path(p) for p in glob.glob(str(PROJECT_ROOT / pattern), recursive=True) if _is_candidate(Path(p)))
         if not files:
             raise SourceError(f"{source}: pattern matches no files")
         return files

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from classify.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from classify.crop_data import CropSet, class_names

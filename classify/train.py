@@ -118,7 +118,13 @@ def main(args) -> int:
     from classify.engine import fit
     from classify.models import create_classifier
     from classify.run import finish_run, new_checkpoint, prepare_run_dir
+    from detect.evaluate import predict
+    from detect.model import load_detector, trained_image_size
     from mri.registry import DatasetError, load_registry
+
+    def detect_boxes(detector, records):
+        """The detector's boxes on ``records`` (as ``ImageResult``), down to the proposal confidence floor."""
+        return predict(detector, records, trained_image_size(detector), recipe.proposal_min_conf, args.device)
 
     resumed = None
     if args.resume:
@@ -136,19 +142,19 @@ def main(args) -> int:
         return 2
     seed_everything(args.seed)
     context = init_distributed(args.device)
+    rule = CropRule(size=args.input_size, context=args.context)
+    recipe = CropRecipe(jitter_copies=args.jitter_copies)
     device = resolve_device(args.device, context)
     try:
         registry = load_registry(args.registry)
         splits = split_records(registry, args.datasets, hold_out=getattr(args, "hold_out", None))
         model = create_classifier(args.arch, len(class_names(registry)), args.input_size,
                                   pretrained_source(args.arch, args.pretrained))
+        detector = load_detector(args.proposals) if getattr(args, "proposals", None) and context.is_main else None
     except (DatasetError, FileNotFoundError, ValueError) as error:
         print(error, file=sys.stderr)
         return 2
-    rule = CropRule(size=args.input_size, context=args.context)
-    recipe = CropRecipe(jitter_copies=args.jitter_copies)
-    detector = _load_proposal_detector(args.proposals) if getattr(args, "proposals", None) and context.is_main else None
-    proposals = label_proposals(_detect(detector, splits["train"], args.device, recipe), recipe) if detector else None
+    proposals = label_proposals(detect_boxes(detector, splits["train"]), recipe) if detector else None
     proposals = broadcast_object(proposals, context)
     train_set = cached_split(splits["train"], registry, rule, True, args.seed, recipe, proposals)
     val_set = cached_split(splits["val"], registry, rule, False, args.seed, recipe)
@@ -186,24 +192,9 @@ def main(args) -> int:
         if detector and getattr(args, "fit_fusion", False):
             from classify.run import add_fusion
 
-            add_fusion(run_dir, metrics, _detect(detector, splits["val"], args.device, recipe), splits["val"], device)
+            add_fusion(run_dir, metrics, detect_boxes(detector, splits["val"]), splits["val"], device)
     cleanup(context)
     return 0
-
-
-def _load_proposal_detector(run_or_weights: str):
-    from detect.model import load_detector
-
-    path = resolve_path(run_or_weights)
-    return load_detector(path / "weights" / "best.pt" if path.is_dir() else path)
-
-
-def _detect(detector, records, device, recipe):
-    """The detector's boxes on ``records`` (as ``ImageResult``), down to the proposal confidence floor."""
-    from detect.evaluate import predict
-    from detect.model import trained_image_size
-
-    return predict(detector, records, trained_image_size(detector), recipe.proposal_min_conf, device)
 
 
 if __name__ == "__main__":

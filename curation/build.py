@@ -214,3 +214,16 @@ def weights_name(path: str | Path) -> str:
 
     path = Path(path).resolve()
     return str(path.relative_to(PROJECT_ROOT)) if path.is_relative_to(PROJECT_ROOT) else str(path)
+
+
+COMMANDS_KEPT = 50  # entries of ``dataset.info["commands"]`` kept, newest last
+
+
+def record_command(dataset, arguments: dict) -> None:
+    """Keep the resolved arguments of a command that changed ``dataset`` in its info, with the time: the
+    dataset (in fiftyone's database) is that command's output, so this is where its arguments are saved."""
+    from mri.reporting import utc_now
+
+    entry = {"time": utc_now(), **{k: (str(v) if isinstance(v, Path) else v) for k, v in arguments.items()}}
+    dataset.info["commands"] = [*dataset.info.get("commands", []), entry][-COMMANDS_KEPT:]
+    dataset.save()

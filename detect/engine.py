@@ -16,6 +16,7 @@ from ultralytics.models.yolo.detect import DetectionTrainer
 
 from detect.augment import MRIIntensity
 from detect.presets import load_preset
+from mri.cli import resolve_path
 from mri.offline import restore_torch_threads
 
 PRESET_ENV = "MRI_DETECT_PRESET"
@@ -52,12 +53,12 @@ def model_source(model: str) -> str:
     """A model family name (yolov5n/s/m), a model .yaml, or a local .pt to fine-tune; never a download."""
     if model in MODEL_FAMILY:
         return MODEL_FAMILY[model]
-    path = Path(model)
+    path = resolve_path(model)
     if path.suffix == ".yaml" and not path.exists():
         return model  # an ultralytics built-in architecture such as yolov5s.yaml
     if not path.is_file():
         raise FileNotFoundError(f"{model}: model weights not found (give a local .pt, a .yaml, or one of {', '.join(MODEL_FAMILY)})")
-    return str(path.resolve())
+    return str(path)
 
 
 def train_overrides(data_yaml: Path, preset: dict, project: Path, *, name: str | None, imgsz: int, epochs: int,

@@ -18,12 +18,15 @@ MAX_DETECTIONS = 100  # boxes per image kept after NMS
 
 
 def load_detector(weights: str | Path):
-    """An ultralytics detector from a local file; a clear error instead of a download attempt.
+    """An ultralytics detector from a local file (or a training run folder: its weights/best.pt); a clear
+    error instead of a download attempt.
 
     The file is unpickled with ``weights_only=True`` against ultralytics' allow-list of model classes, so
     a crafted .pt cannot run code: it fails with the same one-line "invalid weights" error as a corrupt one.
     """
     path = resolve_path(weights)
+    if path.is_dir():
+        path = path / "weights" / "best.pt"
     if not path.is_file():
         raise FileNotFoundError(f"{weights}: detector weights not found (train one with `python -m detect.train`)")
     from ultralytics import YOLO

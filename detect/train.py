@@ -40,7 +40,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     model.add_argument("--model", default="yolov5n", help="yolov5n, yolov5s, yolov5m, a model .yaml, or a local .pt to fine-tune")
     model.add_argument("--hyp", default="default",
                        help="augmentation preset in detect/hyp/ (default, scanner, boxsafe, mri) or a .yaml path; "
-                            "see tools/compare_recipes.py for how they compare")
+                            "see benchmarks/compare_recipes.py for how they compare")
     run = parser.add_argument_group("run")
     run.add_argument("--imgsz", type=int, default=320, help="training image size in pixels")
     run.add_argument("--epochs", type=int, default=30)

@@ -640,7 +640,9 @@ def dataset_from_path(path: str | Path, registry: Registry, split: str = "test",
     The whole file is read as ``split`` for a COCO json; for a data.yaml, ``split`` picks its entry.
     The class mapping it used (foreign name -> ours, or ignored) goes to ``report``, one line each.
     """
-    path = Path(path).resolve()
+    from mri.cli import resolve_path
+
+    path = resolve_path(path)
     if not path.is_file():
         raise DatasetError([f"{path}: no such file (give a registry dataset name, a data.yaml or a COCO json)"])
     if path.suffix in (".yaml", ".yml"):

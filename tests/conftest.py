@@ -1,6 +1,8 @@
+import importlib.util
 import os
 import sys
 import tempfile
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,21 @@ import mri.offline  # noqa: E402,F401  (offline environment for every test)
 
 sys.path.insert(0, str(Path(__file__).parent))
 from synthetic import COCO_ENTRY, YOLO_ENTRY, make_coco_dataset, make_yolo_dataset, write_registry  # noqa: E402
+
+@cache
+def _tool(name: str):
+    path = Path(__file__).resolve().parents[1] / "tools" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"_tool_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_tool(name: str, *flags) -> int:
+    """``python tools/NAME.py FLAGS`` in this process (a subprocess would pay the imports again): its exit code."""
+    module = _tool(name)
+    return module.main(module.get_args_parser().parse_args([str(flag) for flag in flags]))
+
 
 SHARED_DATA = Path(os.environ.get("MRI_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
 needs_shared_data = pytest.mark.skipif(not (SHARED_DATA / "rf_mri4").is_dir(), reason="../shared/data not present")

@@ -98,3 +98,8 @@ YOLO_ENTRY = {"format": "yolo", "root": "yolo_set", "data_yaml": "data.yaml",
 COCO_ENTRY = {"format": "coco", "root": "coco_set", "annotations": "{split}/_annotations.coco.json",
               "splits": {"train": "train", "val": "valid", "test": "test"},
               "class_map": {"tumor": "tumor"}, "ignore_classes": ["brain-tumors"]}
+
+
+def cascade_scans() -> list:
+    """Three small scans with one bright tumor-like blob each and one without: enough boxes for a tiny cascade."""
+    return [synthetic_scan(96, ((0.3, 0.3, 0.5, 0.5),), seed=i) for i in range(3)] + [synthetic_scan(128, (), seed=7)]

@@ -1,4 +1,4 @@
-"""tools/bench_report.py --only inference: the runtimes table replaces one section and leaves the rest alone."""
+"""benchmarks/bench_report.py --only inference: the runtimes table replaces one section and leaves the rest alone."""
 
 import json
 import shutil
@@ -33,7 +33,7 @@ def test_only_the_inference_section_is_regenerated(tmp_path):
     source = tmp_path / "bench"
     source.mkdir()
     (source / "bench_cascade.json").write_text(json.dumps(_bench_report()))
-    result = subprocess.run([sys.executable, str(PROJECT_ROOT / "tools" / "bench_report.py"), "--from", str(source),
+    result = subprocess.run([sys.executable, str(PROJECT_ROOT / "benchmarks" / "bench_report.py"), "--from", str(source),
                              "--out", str(out), "--only", "inference"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     report = (out / "REPORT.md").read_text()
@@ -58,9 +58,9 @@ def test_model_card_block_is_written_from_the_measurements(tmp_path):
     classify_val["overall"]["type_accuracy"] = 0.5678
     (source / "classify-val" / "metrics.json").write_text(json.dumps(classify_val))
     card = tmp_path / "card.md"
-    card.write_text("# card\n\nhand-written intro\n\n<!-- MEASURED: written by tools/bench_report.py from benchmarks/*.json; "
+    card.write_text("# card\n\nhand-written intro\n\n<!-- MEASURED: written by benchmarks/bench_report.py from benchmarks/*.json; "
                     "edits here are overwritten -->\nstale numbers 0.999\n<!-- /MEASURED -->\n\nhand-written outro\n")
-    result = subprocess.run([sys.executable, str(PROJECT_ROOT / "tools" / "bench_report.py"), "--from", str(source),
+    result = subprocess.run([sys.executable, str(PROJECT_ROOT / "benchmarks" / "bench_report.py"), "--from", str(source),
                              "--out", str(tmp_path / "benchmarks"), "--model-card", str(card)],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -80,7 +80,7 @@ def test_holding_out_a_source_also_drops_images_the_audit_linked_to_it(tiny_regi
 def test_compare_recipes_trains_scores_and_resumes(tiny_registry, tmp_path):
     _registry_with_links(tmp_path, tiny_registry)
     out = tmp_path / "compare"
-    command = [sys.executable, "tools/compare_recipes.py", "--registry", str(tiny_registry), "--hold-out", "tiny_coco",
+    command = [sys.executable, "benchmarks/compare_recipes.py", "--registry", str(tiny_registry), "--hold-out", "tiny_coco",
                "--arms", "default", "boxsafe@64", "--imgsz", "96", "--epochs", "1", "--batch", "4", "--workers", "0",
                "--out", str(out)]
     result = subprocess.run(command, cwd=PROJECT, capture_output=True, text=True, timeout=600)
@@ -91,7 +91,7 @@ def test_compare_recipes_trains_scores_and_resumes(tiny_registry, tmp_path):
     for row in report["arms"]:
         assert row["scores"]["held_out"]["n_images"] == 9  # every image of the held-out source
         assert 0.0 <= row["scores"]["in_distribution"]["map50"] <= 1.0
-    again = subprocess.run([sys.executable, "tools/compare_recipes.py", "--resume", str(out)], cwd=PROJECT,
+    again = subprocess.run([sys.executable, "benchmarks/compare_recipes.py", "--resume", str(out)], cwd=PROJECT,
                            capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
     assert (out / "logs" / "default@96.log").read_text().count("training data") == 1  # finished arms are not retrained

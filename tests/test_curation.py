@@ -15,17 +15,16 @@ import pytest
 import yaml
 
 from curation.labels import label_boxes
+from conftest import run_tool
 from mri import PROJECT_ROOT
 
-sys.path.insert(0, str(PROJECT_ROOT / "tools"))
-import review  # noqa: E402
 
 ARTIFACTS = PROJECT_ROOT / "runs" / "test-artifacts"
 TYPES = ["glioma", "meningioma", "pituitary"]
 
 
 def _review(*flags) -> int:
-    return review.main(review.get_args_parser().parse_args([*map(str, flags)]))
+    return run_tool("review", *flags)
 
 
 def _load(registry, name, *flags) -> int:

@@ -1,27 +1,23 @@
 """tools/evaluate.py: the JSON contract, foreign class names, and the figures it reports."""
 
 import json
-import sys
 
 import numpy as np
 import pytest
 import yaml
 from synthetic import make_yolo_dataset
 
+from conftest import run_tool
+
 from cascade.evaluation import compare, image_f1, type_accuracy
-from mri import PROJECT_ROOT
 from mri.metrics import ImageResult
 
-sys.path.insert(0, str(PROJECT_ROOT / "tools"))
-import evaluate  # noqa: E402
 
 SYSTEM_KEYS = {"map50", "map50_95", "typed_map50", "sens_at_fp", "fp_per_image_at_sens90", "type_accuracy", "image_f1"}
 
 
 def _run(tiny_weights, *flags):
-    args = evaluate.get_args_parser().parse_args(
-        ["--det-weights", str(tiny_weights["det"]), "--cls-weights", str(tiny_weights["cls"]), *map(str, flags)])
-    return evaluate.main(args)
+    return run_tool("evaluate", "--det-weights", tiny_weights["det"], "--cls-weights", tiny_weights["cls"], *flags)
 
 
 def test_json_contract_on_a_foreign_dataset_with_other_class_names(tiny_weights, tmp_path):

@@ -2,18 +2,13 @@
 
 The curation round trip, the views' contents and the App in a browser are in tests/test_curation.py."""
 
-import sys
-
 import pytest
 
-from mri import PROJECT_ROOT
-
-sys.path.insert(0, str(PROJECT_ROOT / "tools"))
-import review  # noqa: E402
+from conftest import run_tool
 
 
 def _review(*flags) -> int:
-    return review.main(review.get_args_parser().parse_args([*map(str, flags)]))
+    return run_tool("review", *flags)
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +43,14 @@ def test_predictions_and_evaluation_fields(reviewed):
     assert dataset.has_sample_field("mistakenness") and dataset.has_sample_field("hardness")
     assert {"eval_det", "eval_cascade", "eval_det_op", "eval_cascade_op"} <= set(dataset.list_evaluations())
     assert dataset.info["operating_point"]["det_conf"] == 0.25  # the shipped setting, whatever --conf stored
+
+
+def test_commands_that_change_the_dataset_keep_their_arguments_in_it(reviewed, tiny_weights):
+    dataset, _ = reviewed
+    commands = dataset.info["commands"]
+    assert [c["command"] for c in commands] == ["load", "predict", "evaluate"]
+    assert commands[1]["conf"] == 0.001 and commands[1]["det_weights"] == str(tiny_weights["det"])
+    assert all(c["seed"] == 0 and c["time"] for c in commands)
 
 
 @pytest.mark.slow

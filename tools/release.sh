@@ -13,11 +13,11 @@ $PY tools/audit.py --out runs/audit --write-splits
 #    data (small enough to move to the GPU machine); then seed 0 re-scored on the full-size images.
 $PY tools/compact_data.py --out runs/compact256 --max-side 256 --gray --quality 75
 for seed in 0 1; do
-  MRI_DATA_DIR=runs/compact256 $PY tools/compare_recipes.py --arms default mri boxsafe scanner --imgsz 256 \
+  MRI_DATA_DIR=runs/compact256 $PY benchmarks/compare_recipes.py --arms default mri boxsafe scanner --imgsz 256 \
       --epochs 20 --batch 64 --device 0 --workers 6 --jobs 2 --score held-out --seed $seed \
       --out runs/bench/compare_recipes_gpu_seed$seed
 done
-$PY tools/compare_recipes.py --resume runs/bench/compare_recipes_gpu_seed0
+$PY benchmarks/compare_recipes.py --resume runs/bench/compare_recipes_gpu_seed0
 
 # 3. Detector for shipping: the previous release's YOLOv5n (22 epochs, 320 px, `mri` preset) fine-tuned on
 #    all three datasets with seed 0's choice, `scanner`, at 256 px for a 0.0756-hour budget (ultralytics
@@ -39,7 +39,7 @@ done
 
 # 5. The seed experiment at 128 px, 8 epochs, same crops (with the held-out arm's proposals), trained
 #    without br35h and scored on it; its Lite0 is also the held-out cascade's classifier in step 7.
-$PY tools/compare_classifiers.py --input-size 128 --epochs 8 --max-train-crops 2500 --fit-fusion \
+$PY benchmarks/compare_classifiers.py --input-size 128 --epochs 8 --max-train-crops 2500 --fit-fusion \
     --proposals "runs/bench/compare_recipes_gpu_seed0/arms/scanner@256/weights/last.pt" \
     --out runs/bench/compare_classifiers_128
 

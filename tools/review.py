@@ -8,7 +8,9 @@
     python tools/review.py export --out curated/rf_mri4_v2 --name rf_mri4_curated
 
 `load` again merges: new images are added and edited boxes are kept. The database lives in fiftyone's
-folder (FIFTYONE_DATABASE_DIR moves it). See the README for the step-by-step curation workflow.
+folder (FIFTYONE_DATABASE_DIR moves it). `load`, `predict` and `evaluate` write into the dataset, so their
+resolved arguments are kept there too (``dataset.info["commands"]``); `export` saves them as args.yaml beside
+its files. See the README for the step-by-step curation workflow.
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ def _load(args):
 
 def load(args, registry) -> int:
     from curation.app_config import configure_app
-    from curation.build import EditConflict, duplicate_groups, load_dataset
+    from curation.build import EditConflict, duplicate_groups, load_dataset, record_command
     from mri.registry import DatasetError
     from mri.splits import registry_records
 
@@ -100,6 +102,7 @@ def load(args, registry) -> int:
               "Re-run with --on-conflict keep-edits or --on-conflict take-source", file=sys.stderr)
         return 1
     configure_app(dataset)
+    record_command(dataset, vars(args))
     for line in report.conflicts:
         print(f"conflict ({args.on_conflict}): {line}")
     print(f"dataset '{dataset.name}': {len(dataset)} samples ({report.added} added, {report.refreshed} refreshed, "
@@ -110,7 +113,7 @@ def load(args, registry) -> int:
 def predict(args) -> int:
     from cascade.pipeline import Cascade, WeightsError
     from curation.app_config import configure_app
-    from curation.build import add_predictions, weights_name
+    from curation.build import add_predictions, record_command, weights_name
     from mri.cli import DeviceError
 
     try:
@@ -125,16 +128,20 @@ def predict(args) -> int:
                                        "cls_weights": weights_name(args.cls_weights), "lowest_conf": args.conf}
     dataset.save()
     configure_app(dataset)
+    record_command(dataset, vars(args))
     print(f"predicted {count} samples (boxes from confidence {args.conf}; views at {args.operating_conf}, "
           f"classifier threshold {cascade.threshold:.3f})")
     return 0
 
 
 def evaluate(args) -> int:
+    from curation.build import record_command
     from curation.mistakes import SAVED_VIEWS, evaluate as score
     from curation.type_confusion import format_confusion
 
-    summary = score(_load(args))
+    dataset = _load(args)
+    summary = score(dataset)
+    record_command(dataset, vars(args))
     at = summary["operating_conf"]
     print(f"mAP (fiftyone, COCO-style, every box): detector {summary['detector_map']:.3f}, "
           f"cascade {summary['cascade_map']:.3f}")

@@ -1,8 +1,8 @@
 """Compare detector training recipes at equal budget, choosing by a source none of them trained on.
 
-    python tools/compare_recipes.py                                   # default, mri, boxsafe, scanner at 256 px
-    python tools/compare_recipes.py --arms default scanner@320 --epochs 30 --device 0 --jobs 2
-    python tools/compare_recipes.py --resume runs/bench/compare_recipes   # finish or re-score an earlier run
+    python benchmarks/compare_recipes.py                                   # default, mri, boxsafe, scanner at 256 px
+    python benchmarks/compare_recipes.py --arms default scanner@320 --epochs 30 --device 0 --jobs 2
+    python benchmarks/compare_recipes.py --resume runs/bench/compare_recipes   # finish or re-score an earlier run
 
 Every arm (``PRESET`` or ``PRESET@IMGSZ``, presets in detect/hyp/) trains with ``python -m detect.train``
 on the registry without ``--hold-out`` (default br35h: mixed sizes, sequences and hospitals, the least like

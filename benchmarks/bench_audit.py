@@ -1,6 +1,6 @@
 """Benchmark: how long the duplicate and leakage audit takes on every registry image.
 
-    python tools/bench_audit.py                 # writes bench_audit.json and .md to a new runs/bench folder
+    python benchmarks/bench_audit.py                 # writes bench_audit.json and .md to a new runs/bench folder
 
 Runs the audit (fingerprints, candidate pairs, verification, grouping, split assignment) --repeats times
 and reports each stage's time; the target is under 2 minutes for the ~4,900 shared images on 2 cores.

@@ -1,9 +1,9 @@
 """The seed experiment, reproduced: small CNN from scratch vs EfficientNet-B4 from scratch vs
 EfficientNet-Lite with ImageNet weights, on the same crops with the same budget.
 
-    python tools/compare_classifiers.py                                  # 128 px, 8 epochs, 4000 crops
-    python tools/compare_classifiers.py --proposals runs/bench/compare_recipes/arms/default@256
-    python tools/compare_classifiers.py --max-train-crops 0 --hold-out   # all crops, no held-out source
+    python benchmarks/compare_classifiers.py                                  # 128 px, 8 epochs, 4000 crops
+    python benchmarks/compare_classifiers.py --proposals runs/bench/compare_recipes/arms/default@256
+    python benchmarks/compare_classifiers.py --max-train-crops 0 --hold-out   # all crops, no held-out source
 
 Each model trains through ``classify.train`` (same crops, augmentation, optimiser, epochs) without the
 ``--hold-out`` source (default br35h, and every image the audit links to it), and is scored on the

@@ -1,8 +1,8 @@
 """Gather one release's measurements into benchmarks/REPORT.md (and copy the JSON beside it).
 
     make bench                       # measures everything into runs/bench-<time>/ and calls this
-    python tools/bench_report.py --from runs/bench-20261127-0210 --compare runs/bench/compare_classifiers
-    python tools/bench_report.py --from runs/bench/cascade --only inference   # replace just that section
+    python benchmarks/bench_report.py --from runs/bench-20261127-0210 --compare runs/bench/compare_classifiers
+    python benchmarks/bench_report.py --from runs/bench/cascade --only inference   # replace just that section
 
 Reads, from the --from folder: eval/<dataset>/metrics.json (tools/evaluate.py on each test split),
 detect-val/metrics.json, classify-val/metrics.json, bench-audit/, bench-detect/bench_detect.json and
@@ -31,8 +31,8 @@ from mri.reporting import fmt, machine, utc_now
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--from", dest="source", required=True, help="the folder make bench measured into")
-    parser.add_argument("--compare", default=None, help="folder of tools/compare_classifiers.py's report")
-    parser.add_argument("--recipes", default=None, help="folder of tools/compare_recipes.py's report")
+    parser.add_argument("--compare", default=None, help="folder of benchmarks/compare_classifiers.py's report")
+    parser.add_argument("--recipes", default=None, help="folder of benchmarks/compare_recipes.py's report")
     parser.add_argument("--heldout", default=None,
                         help="folder of tools/evaluate.py on a held-out source (both heads trained without it)")
     parser.add_argument("--out", default=str(PROJECT_ROOT / "benchmarks"))
@@ -44,8 +44,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
-INFERENCE_HEADING = "## Inference throughput (`python tools/bench_cascade.py`)"
-MEASURED_START = "<!-- MEASURED: written by tools/bench_report.py from benchmarks/*.json; edits here are overwritten -->"
+INFERENCE_HEADING = "## Inference throughput (`python benchmarks/bench_cascade.py`)"
+MEASURED_START = "<!-- MEASURED: written by benchmarks/bench_report.py from benchmarks/*.json; edits here are overwritten -->"
 MEASURED_END = "<!-- /MEASURED -->"
 
 
@@ -85,8 +85,8 @@ def _read(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-AUDIT_HEADING = "## Duplicate and leakage audit (`python tools/bench_audit.py`)"
-TRAINING_HEADING = "## Training throughput (`python tools/bench_detect.py`)"
+AUDIT_HEADING = "## Duplicate and leakage audit (`python benchmarks/bench_audit.py`)"
+TRAINING_HEADING = "## Training throughput (`python benchmarks/bench_detect.py`)"
 
 
 def old_section(report_file: Path, heading: str) -> list[str]:
@@ -206,7 +206,7 @@ def main(args) -> int:
     compare_md = (compare_dir / "compare_classifiers.md") if compare_dir else None
 
     lines = ["# Benchmark report", "", f"Generated {utc_now()} on {machine()} from `{source.relative_to(PROJECT_ROOT) if source.is_relative_to(PROJECT_ROOT) else source}` "
-             "by `python tools/bench_report.py` (see `make bench`). Every number below was measured by the command named "
+             "by `python benchmarks/bench_report.py` (see `make bench`). Every number below was measured by the command named "
              "with it; the JSON files beside this report hold them all.", ""]
     if evaluations:
         lines += detection_section(evaluations) + [""]
@@ -230,7 +230,7 @@ def main(args) -> int:
     recipes_md = resolve_path(args.recipes) / "compare_recipes.md" if args.recipes else None
     if recipes_md and recipes_md.is_file():
         body = recipes_md.read_text().split("\n", 2)[2]
-        lines += ["## Detector recipes at equal budget (`python tools/compare_recipes.py`)", "", body.strip(), ""]
+        lines += ["## Detector recipes at equal budget (`python benchmarks/compare_recipes.py`)", "", body.strip(), ""]
     heldout = _read(resolve_path(args.heldout) / "metrics.json") if args.heldout else None
     if heldout:
         import yaml
@@ -239,7 +239,7 @@ def main(args) -> int:
         lines += heldout_section(heldout, settings.get("fusion", True)) + [""]
     if compare_md and compare_md.is_file():
         body = compare_md.read_text().split("\n", 2)[2]
-        lines += ["## Classifier comparison (`python tools/compare_classifiers.py`)", "", body.strip(), ""]
+        lines += ["## Classifier comparison (`python benchmarks/compare_classifiers.py`)", "", body.strip(), ""]
     bench_audit = _read(source / "bench-audit" / "bench_audit.json")
     report_file = out / "REPORT.md"
     if bench_audit:
@@ -282,12 +282,9 @@ def main(args) -> int:
 
 
 def bench_cascade_lines(report: dict) -> list[str]:
-    import importlib.util
+    from bench_cascade import render  # a sibling script: benchmarks/ is on the path when this one runs
 
-    spec = importlib.util.spec_from_file_location("bench_cascade", PROJECT_ROOT / "tools" / "bench_cascade.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.render(report).split("\n")[2:]
+    return render(report).split("\n")[2:]
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Benchmark: the whole cascade vs the detector alone, in PyTorch, ONNX Runtime and OpenVINO, same scans.
 
-    python tools/bench_cascade.py                                        # shipped weights, 200 test scans
-    python tools/bench_cascade.py --cls-weights a.pt b.pt c.pt           # one row per classifier (size)
-    python tools/bench_cascade.py --backends pytorch onnx --images 64    # fewer runtimes, fewer scans
+    python benchmarks/bench_cascade.py                                        # shipped weights, 200 test scans
+    python benchmarks/bench_cascade.py --cls-weights a.pt b.pt c.pt           # one row per classifier (size)
+    python benchmarks/bench_cascade.py --backends pytorch onnx --images 64    # fewer runtimes, fewer scans
 
 Each configuration runs in its own process (so peak memory is its own): models load once, the scans are
 decoded before the clock starts, one warm-up batch, then --passes timed passes over every scan in batches
@@ -115,13 +115,12 @@ def exported_weights(args, backend: str, out: Path) -> tuple[str, str]:
     """Detector and classifier weights for ``backend``: the given ones, or their export into ``out``."""
     if backend == "pytorch":
         return args.det_weights, args.cls_weights[0]
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import export
+    from cascade.export import export_classifier, export_detector
 
     folder = out / f"export-{backend}"
     folder.mkdir(parents=True, exist_ok=True)
-    return (str(export.export_detector(args.det_weights, folder, backend)),
-            str(export.export_classifier(args.cls_weights[0], folder, backend)))
+    return (str(export_detector(args.det_weights, folder, backend)),
+            str(export_classifier(args.cls_weights[0], folder, backend)))
 
 
 def compare_backends(args, paths: list[str], out: Path) -> tuple[dict, list[dict]]:

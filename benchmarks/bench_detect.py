@@ -1,7 +1,7 @@
 """Benchmark: our detector training loop vs plain ultralytics on the same data, in one run.
 
-    python tools/bench_detect.py                       # 400 training images, 1 epoch, 320 px
-    python tools/bench_detect.py --images 1000 --epochs 2
+    python benchmarks/bench_detect.py                       # 400 training images, 1 epoch, 320 px
+    python benchmarks/bench_detect.py --images 1000 --epochs 2
 
 Trains the same model (yolov5n.yaml) on the same merged, leakage-free images twice: once through
 ``detect.train``'s trainer (MRI augmentation, all CPU threads) and once as plain
