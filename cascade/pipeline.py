@@ -47,9 +47,11 @@ class Detection:
 
 
 class Cascade:
-    def __init__(self, detector, classifier, imgsz: int, conf: float, device: str, cls_threshold: float | None = None):
-        """``classifier``: a head from ``cascade.backends.load_classifier``; its ``contract`` is the checkpoint's."""
-        self.detector, self.head = detector, classifier
+    def __init__(self, detector, classifier, imgsz: int, conf: float, device: str, cls_threshold: float | None = None,
+                 tta: bool = False):
+        """``classifier``: a head from ``cascade.backends.load_classifier``; its ``contract`` is the checkpoint's.
+        ``tta``: the detector's test-time augmentation (``detect.model.predict_boxes``)."""
+        self.detector, self.head, self.tta = detector, classifier, tta
         self.checkpoint = classifier.contract
         self.classifier = classifier.module  # the torch network, or None for an exported classifier
         self.imgsz, self.conf, self.device = imgsz, conf, device
@@ -64,14 +66,17 @@ class Cascade:
 
     @classmethod
     def load(cls, det_weights: str | Path, cls_weights: str | Path, conf: float = 0.25, imgsz: int | None = None,
-             device: str = "cpu", cls_threshold: float | None = None) -> "Cascade":
+             device: str = "cpu", cls_threshold: float | None = None, tta: bool = False) -> "Cascade":
         """Both heads from ``.pt``, ``.onnx`` or OpenVINO weights (each head in any format); ``WeightsError``
         or ``mri.cli.DeviceError`` in one line."""
         from cascade.backends import (ExportedWeightsError, detector_image_size, keep_detector_threads, load_classifier,
-                                      load_detector)
+                                      load_detector, weights_format)
         from mri.cli import check_device
 
         check_device(device)  # DeviceError: one line naming the --device this machine lacks
+        if tta and weights_format(det_weights) != "pytorch":
+            raise WeightsError(f"{det_weights}: test-time augmentation (--tta) needs the PyTorch detector (.pt); "
+                               "exported ones run single-scale only")
 
         try:
             detector = load_detector(det_weights)
@@ -83,13 +88,14 @@ class Cascade:
         except (CheckpointError, ExportedWeightsError) as error:
             raise WeightsError(f"{error} (the shipped weights are weights/classifier.pt; see weights/README.md)") from None
         keep_detector_threads(detector, det_weights)
-        return cls(detector, classifier, size, conf, device, cls_threshold)
+        return cls(detector, classifier, size, conf, device, cls_threshold, tta)
 
     def detect(self, images: list[np.ndarray], conf: float | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
         """Detector boxes (pixels) and scores for each image, highest score first."""
         from detect.model import predict_boxes
 
-        return predict_boxes(self.detector, images, self.imgsz, self.conf if conf is None else conf, self.device)
+        return predict_boxes(self.detector, images, self.imgsz, self.conf if conf is None else conf, self.device,
+                             augment=self.tta)
 
     def classify(self, crops: np.ndarray) -> np.ndarray:
         """Class probabilities of uint8 crops (N, size, size, 3) as ``crop_for_classifier`` cuts them."""

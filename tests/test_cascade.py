@@ -106,3 +106,18 @@ def test_the_cascade_runs_the_classifier_as_training_and_evaluation_do(tiny_weig
     expected = predict_crops(model_from_checkpoint(checkpoint), np.stack([d.crop for d in detections]),
                              checkpoint["mean"], checkpoint["std"])
     assert [d.tumor_prob for d in detections] == pytest.approx(list(1.0 - expected[:, 0]), abs=1e-5)
+
+
+def test_test_time_augmentation_gives_boxes_in_the_image_and_needs_pytorch_weights(tiny_weights, tmp_path):
+    from cascade.pipeline import WeightsError
+
+    cascade = Cascade.load(tiny_weights["det"], tiny_weights["cls"], conf=0.001, tta=True)
+    images = cascade_scans()
+    for image, (boxes, scores) in zip(images, cascade.detect(images)):
+        height, width = image.shape[:2]
+        assert np.all(np.diff(scores) <= 0) and np.all(boxes >= -1) and np.all(boxes[:, [0, 2]] <= width + 1)
+        assert np.all(boxes[:, [1, 3]] <= height + 1)
+    exported = tmp_path / "detector.onnx"
+    exported.write_bytes(b"")
+    with pytest.raises(WeightsError, match="--tta"):
+        Cascade.load(exported, tiny_weights["cls"], tta=True)

@@ -35,6 +35,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--imgsz", type=int, default=None)
     parser.add_argument("--registry", default=None)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--tta", action="store_true",
+                        help="detector test-time augmentation (ultralytics': as is, 0.83x flipped, 0.67x): about 2x "
+                             "the detector's time; off by default (benchmarks/REPORT.md)")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--top-k", type=int, default=TOP_K,
                         help="classify only the k highest-scoring detector boxes of each slice (0: every box)")
@@ -57,7 +60,8 @@ def main(args) -> int:
 
     seed_everything(args.seed)
     try:
-        cascade = Cascade.load(args.det_weights, args.cls_weights, 0.005, args.imgsz, args.device, args.cls_threshold)
+        cascade = Cascade.load(args.det_weights, args.cls_weights, 0.005, args.imgsz, args.device, args.cls_threshold,
+                               args.tta)
         if not args.fusion:
             cascade.fusion = None
         registry = load_registry(args.registry)
