@@ -43,6 +43,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--passes", type=int, default=3, help="timed passes over the scans; the median counts")
     parser.add_argument("--conf", type=float, default=0.25, help="detector confidence (the shipped setting)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--tta", action="store_true",
+                        help="time every arm with the detector's test-time augmentation (PyTorch backend only)")
     parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS),
                         help="runtimes to compare (onnx and openvino export the weights first)")
     parser.add_argument("--out", default=None, help="report folder (default: a new runs/bench/cascade)")
@@ -76,7 +78,7 @@ def worker(args) -> dict:
     if args.worker == "cascade":
         from cascade.pipeline import Cascade
 
-        cascade = Cascade.load(args.det_weights, args.worker_cls, args.conf, None, args.device)
+        cascade = Cascade.load(args.det_weights, args.worker_cls, args.conf, None, args.device, tta=args.tta)
         run, threads = cascade.run, cascade.threads
     else:
         from cascade.backends import detector_image_size, detector_threads, keep_detector_threads, load_detector
@@ -85,7 +87,8 @@ def worker(args) -> dict:
         imgsz = detector_image_size(model, args.det_weights)
         if args.worker == "detector":
             keep_detector_threads(model, args.det_weights)  # as the cascade does
-        run = lambda batch: model.predict(batch, imgsz=imgsz, conf=args.conf, device=args.device, verbose=False)  # noqa: E731
+        run = lambda batch: model.predict(batch, imgsz=imgsz, conf=args.conf, device=args.device, verbose=False,  # noqa: E731
+                                          augment=args.tta)
         threads = lambda: {"detector": detector_threads(model), "torch": torch.get_num_threads()}  # noqa: E731
     run(images[: args.batch])  # warm-up
     passes = []
@@ -103,6 +106,7 @@ def worker(args) -> dict:
 def run_worker(args, mode: str, paths: list[str], cls_weights: str | None = None, det_weights: str | None = None) -> dict:
     command = [sys.executable, __file__, "--worker", mode, "--det-weights", det_weights or args.det_weights,
                "--batch", str(args.batch), "--passes", str(args.passes), "--conf", str(args.conf), "--device", args.device]
+    command += ["--tta"] if args.tta else []
     if cls_weights:
         command += ["--worker-cls", cls_weights]
     result = subprocess.run(command, input=json.dumps(paths), capture_output=True, text=True, check=False)
@@ -127,7 +131,7 @@ def compare_backends(args, paths: list[str], out: Path) -> tuple[dict, list[dict
     """The plain-ultralytics anchor, then detector alone and cascade for each runtime, one process each."""
     plain = run_worker(args, "plain", paths)
     rows = []
-    for backend in args.backends:
+    for backend in (["pytorch"] if args.tta else args.backends):  # exported detectors run single-scale only
         det, cls = exported_weights(args, backend, out)
         detector = run_worker(args, "detector", paths, det_weights=det)
         cascade = run_worker(args, "cascade", paths, cls, det_weights=det)
@@ -176,7 +180,7 @@ def main(args) -> int:
                      "time_ratio": round(figures["seconds"] / detector["seconds"], 3)})
     report = {"date": utc_now(), "machine": machine(args.device),
               "torch": torch.__version__, "det_weights": args.det_weights, "n_images": len(paths), "batch": args.batch,
-              "conf": args.conf, "passes": args.passes, "detector_alone": detector, "cascade": rows, "plain_ultralytics": plain,
+              "conf": args.conf, "tta": args.tta, "passes": args.passes, "detector_alone": detector, "cascade": rows, "plain_ultralytics": plain,
               "backends": backends, "versions": runtime_versions(),
               "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
     write_json(out / "bench_cascade.json", report)
@@ -204,7 +208,8 @@ def render(report: dict) -> str:
         "# Inference throughput: cascade vs detector alone",
         "",
         f"{report['date']}, {report['machine']}, torch {report['torch']}. {report['n_images']} leakage-free test scans "
-        f"from all shared datasets, batch {report['batch']}, detector confidence {report['conf']}; models loaded once, "
+        f"from all shared datasets, batch {report['batch']}, detector confidence {report['conf']}"
+        f"{', test-time augmentation' if report.get('tta') else ', single-scale detector'}; models loaded once, "
         f"scans decoded before timing, one warm-up batch, median of {report.get('passes', 1)} timed passes.",
         "",
     ]

@@ -66,14 +66,17 @@ class Cascade:
 
     @classmethod
     def load(cls, det_weights: str | Path, cls_weights: str | Path, conf: float = 0.25, imgsz: int | None = None,
-             device: str = "cpu", cls_threshold: float | None = None, tta: bool = False) -> "Cascade":
+             device: str = "cpu", cls_threshold: float | None = None, tta: bool | None = None) -> "Cascade":
         """Both heads from ``.pt``, ``.onnx`` or OpenVINO weights (each head in any format); ``WeightsError``
-        or ``mri.cli.DeviceError`` in one line."""
+        or ``mri.cli.DeviceError`` in one line. ``tta=None``: test-time augmentation where the detector
+        supports it (PyTorch weights), as the held-out A/B chose (README, "Test-time augmentation")."""
         from cascade.backends import (ExportedWeightsError, detector_image_size, keep_detector_threads, load_classifier,
                                       load_detector, weights_format)
         from mri.cli import check_device
 
         check_device(device)  # DeviceError: one line naming the --device this machine lacks
+        if tta is None:
+            tta = weights_format(det_weights) == "pytorch"
         if tta and weights_format(det_weights) != "pytorch":
             raise WeightsError(f"{det_weights}: test-time augmentation (--tta) needs the PyTorch detector (.pt); "
                                "exported ones run single-scale only")

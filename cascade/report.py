@@ -122,8 +122,9 @@ class InferenceWriter:
         write_json(self.out / "results.json", {
             "source": printable(str(self.source)),
             "settings": {"det_weights": str(self.det_weights), "cls_weights": str(self.cls_weights),
-                         "det_conf": cascade.conf, "imgsz": cascade.imgsz, "cls_threshold": cascade.threshold,
-                         "classifier": cascade.checkpoint["arch"], "crop_rule": cascade.rule.as_dict()},
+                         "det_conf": cascade.conf, "imgsz": cascade.imgsz, "tta": cascade.tta,
+                         "cls_threshold": cascade.threshold, "classifier": cascade.checkpoint["arch"],
+                         "crop_rule": cascade.rule.as_dict()},
             "summary": summary, "images": self.records, "skipped": self.skipped,
         })
         rows = [{"image": r["image"], "slice": "" if r["slice"] is None else r["slice"],

@@ -225,7 +225,6 @@ def _paste_entry(registry: Path, entry: Path, target: Path) -> Path:
 def test_round_trip_edit_load_export_paste_merge(tiny_registry, tmp_path):
     import fiftyone as fo
 
-    import merge as merge_tool
     from curation.export import read_exported_labels
 
     name = "curation-round-trip"
@@ -274,9 +273,8 @@ def test_round_trip_edit_load_export_paste_merge(tiny_registry, tmp_path):
         records = merged_registry.images(["tiny_curated"])
         assert len(records) == len(dataset.match_tags("exclude", bool=False))
         assert all(r.patient for r in records if r.path.name.startswith("tiny_yolo__"))  # patients carried over
-        args = merge_tool.get_args_parser().parse_args(["--registry", str(pasted), "--datasets", "tiny_curated",
-                                                        "--typed", "--out", str(tmp_path / "merged")])
-        assert merge_tool.main(args) == 0
+        assert run_tool("merge", "--registry", pasted, "--datasets", "tiny_curated", "--typed",
+                        "--out", tmp_path / "merged") == 0
 
         again = _review("--registry", tiny_registry, "--dataset", name, "export", "--out", out, "--name", "tiny_curated")
         assert again == 0 and (tmp_path / "curated-2" / "registry_entry.yaml").is_file()  # never into an old export

@@ -35,9 +35,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--imgsz", type=int, default=None)
     parser.add_argument("--registry", default=None)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--tta", action="store_true",
-                        help="detector test-time augmentation (ultralytics': as is, 0.83x flipped, 0.67x): about 2x "
-                             "the detector's time; off by default (benchmarks/REPORT.md)")
+    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                        help="detector test-time augmentation (ultralytics': as is, 0.83x flipped, 0.67x), about 2x "
+                             "the detector's time; default: on for PyTorch detector weights, which support it (README)")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--top-k", type=int, default=TOP_K,
                         help="classify only the k highest-scoring detector boxes of each slice (0: every box)")
@@ -62,6 +62,7 @@ def main(args) -> int:
     try:
         cascade = Cascade.load(args.det_weights, args.cls_weights, 0.005, args.imgsz, args.device, args.cls_threshold,
                                args.tta)
+        args.tta = cascade.tta  # saved resolved
         if not args.fusion:
             cascade.fusion = None
         registry = load_registry(args.registry)
@@ -76,7 +77,7 @@ def main(args) -> int:
     metrics.update(n_images=len(records), seconds=round(time.perf_counter() - start, 2), data=args.data, split=args.split,
                    settings={"det_weights": str(args.det_weights), "cls_weights": str(args.cls_weights),
                              "imgsz": cascade.imgsz, "cls_threshold": cascade.threshold, "det_conf": args.conf,
-                             "top_k": args.top_k or None, "threads": cascade.threads()})
+                             "top_k": args.top_k or None, "tta": cascade.tta, "threads": cascade.threads()})
     write_json(out / "metrics.json", metrics)
     report = evaluation_markdown(metrics)
     write_atomic(out / "report.md", report)

@@ -38,9 +38,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--axis", type=int, default=2, choices=[0, 1, 2], help="NIfTI slicing axis (RAS+: 2 = axial)")
     parser.add_argument("--slice", type=int, default=None, help="only this slice of each volume")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--tta", action="store_true",
-                        help="detector test-time augmentation (ultralytics': as is, 0.83x flipped, 0.67x): about 2x "
-                             "the detector's time; off by default (benchmarks/REPORT.md)")
+    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                        help="detector test-time augmentation (ultralytics': as is, 0.83x flipped, 0.67x), about 2x "
+                             "the detector's time; default: on for PyTorch detector weights, which support it (README)")
     parser.add_argument("--batch", type=int, default=8, help="slices per detector batch")
     parser.add_argument("--out", default=None, help="output folder (default: a new runs/infer/<source name>)")
     parser.add_argument("--save-crops", action="store_true", help="also save each classifier crop")
@@ -62,6 +62,7 @@ def main(args) -> int:
         check_device(args.device)
         cascade = Cascade.load(args.det_weights, args.cls_weights, args.conf, args.imgsz, args.device, args.cls_threshold,
                                args.tta)
+        args.tta = cascade.tta  # saved resolved
     except (WeightsError, DeviceError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
