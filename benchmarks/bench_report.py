@@ -106,7 +106,8 @@ def heldout_section(metrics: dict, fusion: bool) -> list[str]:
     lines = ["## The cascade on a source it never saw (`python tools/evaluate.py --split all`)", "",
              f"Both heads trained without `{', '.join(sorted(metrics.get('per_dataset', {})) or ['?'])}` (and without every "
              f"image the audit links to it), scored on all {metrics['n_images']} of its images. Curves rank the cascade's "
-             f"boxes by {ranking}; the operating point is each system's shipped setting.", "",
+             f"boxes by {ranking}; the operating point is each system's shipped setting; detector "
+             f"{'with test-time augmentation' if metrics.get('settings', {}).get('tta') else 'single-scale'}.", "",
              "| | detector alone | cascade |", "|---|---|---|"]
     lines += [f"| {label} | {fmt(d[key])} | {fmt(c[key])} |" for label, key in rows]
     lines += [f"| sensitivity at {rate} FP/image | {fmt(d['sens_at_fp'][rate])} | {fmt(c['sens_at_fp'][rate])} |"
@@ -121,7 +122,7 @@ def heldout_section(metrics: dict, fusion: bool) -> list[str]:
 
 def detection_section(evaluations: dict) -> list[str]:
     lines = ["## Detection and cascade quality (leakage-free test splits)", "",
-             "`python tools/evaluate.py --data <dataset> --split test` with the shipped weights. FP/image at 0.90 "
+             f"`python tools/evaluate.py --data <dataset> --split test` with the shipped weights{tta_note(evaluations)}. FP/image at 0.90 "
              "sensitivity: lower is better; n/a where 0.90 sensitivity is never reached.", "",
              "| test split | images | mAP50 detector | mAP50 cascade | mAP50-95 detector | mAP50-95 cascade | "
              "sens@1FP detector | sens@1FP cascade | FP/img@0.90 detector | FP/img@0.90 cascade | type accuracy | image F1 detector | image F1 cascade |",
@@ -135,9 +136,17 @@ def detection_section(evaluations: dict) -> list[str]:
     return lines
 
 
+def tta_note(evaluations: dict) -> str:
+    """How the evaluations ran the detector, from their own settings."""
+    modes = {bool(m.get("settings", {}).get("tta")) for m in evaluations.values()}
+    return {frozenset({True}): ", the default: detector with test-time augmentation",
+            frozenset({False}): ", detector single-scale"}.get(frozenset(modes), ", detector mixed single-scale/TTA")
+
+
 def model_card_lines(evaluations: dict, detect_val: dict | None, classify_val: dict | None) -> list[str]:
     """The model card's measured block: the shipped weights' figures, from the same JSON as REPORT.md."""
-    lines = ["Leakage-free test splits, shipped weights (`python tools/evaluate.py --data <dataset> --split test`). "
+    lines = ["Leakage-free test splits, shipped weights (`python tools/evaluate.py --data <dataset> --split test`"
+             f"{tta_note(evaluations)}). "
              "Detector / cascade in each cell; the operating point is the shipped setting (detector confidence 0.25, "
              "the classifier's default threshold): sensitivity / false positives per image, detector alone -> cascade.",
              "", "| test split | images | mAP50 | mAP50-95 | sensitivity at 1 FP/image | FP/image at 0.90 sensitivity | "
@@ -155,7 +164,7 @@ def model_card_lines(evaluations: dict, detect_val: dict | None, classify_val: d
         per_split = ", ".join(f"{k} {fmt(v['coco']['map50'])} / {fmt(v['coco']['map50_95'])}"
                               for k, v in sorted(detect_val.get("per_dataset", {}).items()))
         sensitivities = " / ".join(fmt(v) for v in o["sens_at_fp"].values())
-        lines += ["", f"The detector alone on all test splits together (`python -m detect.val --weights weights/detector.pt`): "
+        lines += ["", f"The detector alone, single-scale, on all test splits together (`python -m detect.val --weights weights/detector.pt`): "
                   f"COCO mAP50 {fmt(o['coco']['map50'])}, mAP50-95 {fmt(o['coco']['map50_95'])} (ultralytics' own figures "
                   f"on the same predictions {fmt(o['ultralytics']['map50'])} / {fmt(o['ultralytics']['map50_95'])})"
                   + (f"; per split {per_split}" if per_split else "") + f"; sensitivity {sensitivities} at "
