@@ -67,6 +67,17 @@ for d in rf_mri4 br35h rsna_axial; do
   $PY tools/evaluate.py --data $d --split test --tta --cls-weights runs/classify/lite0-128-proposals/best.pt \
       --det-weights $SHIP_DET --out runs/eval-heads/new128-tta-$d
 done
+#    ... and on every recipe arm of seed 0; its cost on a quiet machine:
+for arm in default mri boxsafe; do
+  $PY tools/evaluate.py --data br35h --split all --det-weights "runs/bench/compare_recipes_gpu_seed0/arms/$arm@256/weights/last.pt" \
+      --cls-weights $HELD_CLS --no-fusion --tta --out runs/bench/heldout-tta-$arm
+done
+for flag in --no-tta --tta; do  # the known-source side of the gap, for the same held-out arm
+  $PY tools/evaluate.py --data rf_mri4 rsna_axial --split test --det-weights "$HELD_DET" --cls-weights $HELD_CLS \
+      --no-fusion $flag --out runs/bench/indist-scanner$flag
+done
+$PY benchmarks/bench_cascade.py --backends pytorch --out runs/bench/cascade-single
+$PY benchmarks/bench_cascade.py --tta --out runs/bench/cascade-tta
 #    Classifier input size on the held-out source: Lite0 at 96 px, otherwise as step 5.
 $PY benchmarks/compare_classifiers.py --only tf_efficientnet_lite0 --input-size 96 --epochs 8 --max-train-crops 2500 \
     --fit-fusion --proposals "$HELD_DET" --out runs/bench/compare_classifiers_96
