@@ -221,7 +221,7 @@ def main(args) -> int:
         lines += detection_section(evaluations) + [""]
     if detect_val:
         o = detect_val["overall"]
-        lines += ["## Detector alone, all test splits together (`python -m detect.val`)", "",
+        lines += ["## Detector alone, single-scale, all test splits together (`python -m detect.val`)", "",
                   f"COCO mAP50 {fmt(o['coco']['map50'])}, mAP50-95 {fmt(o['coco']['map50_95'])} (ultralytics' own "
                   f"computation on the same predictions: {fmt(o['ultralytics']['map50'])} / {fmt(o['ultralytics']['map50_95'])}); "
                   f"precision {fmt(o['precision'])} and recall {fmt(o['recall'])} at confidence {o['conf']}.", "",
