@@ -21,6 +21,7 @@ from classify.checkpoint import CheckpointError, crop_rule_of
 from classify.crops import crops_for_boxes, crops_for_boxes_batched
 from classify.fusion import fused_score
 from classify.presets import to_batch
+from mri.cli import check_device, torch_device
 
 
 class WeightsError(ValueError):
@@ -59,10 +60,10 @@ class Cascade:
         self.threshold = float(self.checkpoint["thresholds"]["default"] if cls_threshold is None else cls_threshold)
         self.types = list(self.checkpoint["classes"][1:])
         self.fusion = self.checkpoint.get("fusion")  # None: rank by the geometric mean of both scores
-        torch_device = _torch_device(device)
-        scale = torch.tensor([255.0], device=torch_device)
-        self._mean = torch.tensor(self.checkpoint["mean"], device=torch_device).view(1, 3, 1, 1) * scale
-        self._std = torch.tensor(self.checkpoint["std"], device=torch_device).view(1, 3, 1, 1) * scale
+        self.torch_device = torch_device(device)
+        scale = torch.tensor([255.0], device=self.torch_device)
+        self._mean = torch.tensor(self.checkpoint["mean"], device=self.torch_device).view(1, 3, 1, 1) * scale
+        self._std = torch.tensor(self.checkpoint["std"], device=self.torch_device).view(1, 3, 1, 1) * scale
 
     @classmethod
     def load(cls, det_weights: str | Path, cls_weights: str | Path, conf: float = 0.25, imgsz: int | None = None,
@@ -72,12 +73,12 @@ class Cascade:
         supports it (PyTorch weights), as the held-out A/B chose (README, "Test-time augmentation")."""
         from cascade.backends import (ExportedWeightsError, detector_image_size, keep_detector_threads, load_classifier,
                                       load_detector, weights_format)
-        from mri.cli import check_device
 
         check_device(device)  # DeviceError: one line naming the --device this machine lacks
+        pytorch_detector = weights_format(det_weights) == "pytorch"
         if tta is None:
-            tta = weights_format(det_weights) == "pytorch"
-        if tta and weights_format(det_weights) != "pytorch":
+            tta = pytorch_detector
+        if tta and not pytorch_detector:
             raise WeightsError(f"{det_weights}: test-time augmentation (--tta) needs the PyTorch detector (.pt); "
                                "exported ones run single-scale only")
 
@@ -87,7 +88,7 @@ class Cascade:
         except (FileNotFoundError, ValueError) as error:
             raise WeightsError(f"{error} (the shipped weights are weights/detector.pt; see weights/README.md)") from None
         try:
-            classifier = load_classifier(cls_weights, _torch_device(device))
+            classifier = load_classifier(cls_weights, torch_device(device))
         except (CheckpointError, ExportedWeightsError) as error:
             raise WeightsError(f"{error} (the shipped weights are weights/classifier.pt; see weights/README.md)") from None
         keep_detector_threads(detector, det_weights)
@@ -114,10 +115,9 @@ class Cascade:
         """
         if sum(len(b) for b in boxes) == 0:
             return np.zeros((0, len(self.checkpoint["classes"])), np.float32)
-        torch_device = _torch_device(self.device)
-        if torch_device.type == "cpu":
+        if self.torch_device.type == "cpu":
             return self.classify(np.concatenate([crops_for_boxes(image, b, self.rule) for image, b in zip(images, boxes)]))
-        crops = crops_for_boxes_batched(images, boxes, self.rule, torch_device)
+        crops = crops_for_boxes_batched(images, boxes, self.rule, self.torch_device)
         batch = (crops.flip(1) - self._mean) / self._std  # the images are BGR; the classifier takes RGB
         return self.head(batch)
 
@@ -179,7 +179,7 @@ class Cascade:
         if not kept:
             return
         classes = [1 + self.types.index(detections[i].type) for i in kept]
-        batch = to_batch(crops[kept], self.checkpoint["mean"], self.checkpoint["std"]).to(_torch_device(self.device))
+        batch = to_batch(crops[kept], self.checkpoint["mean"], self.checkpoint["std"]).to(self.torch_device)
         maps = grad_cam(self.classifier, batch, classes)
         for i, heat in zip(kept, maps):
             detections[i].cam = _cam_for_box(heat, self.rule, detections[i].box)
@@ -223,9 +223,3 @@ def prefetched(chunks: Iterable, load: Callable, depth: int = 2) -> Iterator[tup
         if error is not None:
             raise error
         yield chunk, loaded
-
-
-def _torch_device(device: str) -> torch.device:
-    from mri.cli import torch_device
-
-    return torch_device(device)

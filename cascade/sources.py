@@ -55,13 +55,17 @@ def list_files(source: str) -> list[Path]:
         raise SourceError(f"{source}: {link_problem(path)}")
     if any(ch in source for ch in "*?["):
         pattern = os.path.expanduser(source)
-        files = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if _is_candidate(Path(p)))
+        files = _matching(pattern)
         if not files and not os.path.isabs(pattern):  # the path rule: else below the project root
-            files = sorted(Path(p) for p in glob.glob(str(PROJECT_ROOT / pattern), recursive=True) if _is_candidate(Path(p)))
+            files = _matching(str(PROJECT_ROOT / pattern))
         if not files:
             raise SourceError(f"{source}: pattern matches no files")
         return files
     raise SourceError(f"{source}: no such file or folder")
+
+
+def _matching(pattern: str) -> list[Path]:
+    return sorted(Path(p) for p in glob.glob(pattern, recursive=True) if _is_candidate(Path(p)))
 
 
 def _is_candidate(path: Path) -> bool:

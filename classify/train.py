@@ -122,10 +122,6 @@ def main(args) -> int:
     from detect.model import load_detector, trained_image_size
     from mri.registry import DatasetError, load_registry
 
-    def detect_boxes(detector, records):
-        """The detector's boxes on ``records`` (as ``ImageResult``), down to the proposal confidence floor."""
-        return predict(detector, records, trained_image_size(detector), recipe.proposal_min_conf, args.device)
-
     resumed = None
     if args.resume:
         try:
@@ -145,6 +141,11 @@ def main(args) -> int:
     rule = CropRule(size=args.input_size, context=args.context)
     recipe = CropRecipe(jitter_copies=args.jitter_copies)
     device = resolve_device(args.device, context)
+
+    def detect_boxes(detector, records):
+        """The detector's boxes on ``records`` (as ``ImageResult``), down to the proposal confidence floor."""
+        return predict(detector, records, trained_image_size(detector), recipe.proposal_min_conf, args.device)
+
     try:
         registry = load_registry(args.registry)
         splits = split_records(registry, args.datasets, hold_out=getattr(args, "hold_out", None))

@@ -48,20 +48,19 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(args) -> int:
-    from cascade.evaluation import compare, run_both
+    from cascade.evaluation import EVAL_CONF, compare, run_both
     from cascade.pipeline import Cascade, WeightsError
     from cascade.report_md import evaluation_markdown
     from detect.evaluate import load_ground_truth
-    from mri.cli import seed_everything
-    from mri.cli import DeviceError
+    from mri.cli import DeviceError, seed_everything
     from mri.files import OutputError, write_atomic, write_json, write_yaml
     from mri.registry import DatasetError, load_registry
     from mri.reporting import output_folder
 
     seed_everything(args.seed)
     try:
-        cascade = Cascade.load(args.det_weights, args.cls_weights, 0.005, args.imgsz, args.device, args.cls_threshold,
-                               args.tta)
+        cascade = Cascade.load(args.det_weights, args.cls_weights, EVAL_CONF, args.imgsz, args.device,
+                               args.cls_threshold, args.tta)
         args.tta = cascade.tta  # saved resolved
         if not args.fusion:
             cascade.fusion = None

@@ -54,12 +54,11 @@ def main(args) -> int:
     from cascade.pipeline import Cascade, WeightsError
     from cascade.report import InferenceWriter
     from cascade.sources import SourceError, iter_scans
-    from mri.cli import DeviceError, check_device, seed_everything
+    from mri.cli import DeviceError, seed_everything
     from mri.files import OutputError
 
     seed_everything(args.seed)
     try:
-        check_device(args.device)
         cascade = Cascade.load(args.det_weights, args.cls_weights, args.conf, args.imgsz, args.device, args.cls_threshold,
                                args.tta)
         args.tta = cascade.tta  # saved resolved
