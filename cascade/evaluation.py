@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from mri.metrics import ImageResult, coco_map, f1_score, fp_per_image_at_sensitivity, froc, match_greedy
+from mri.metrics import (ImageResult, coco_map, f1_score, fp_per_image_at_sensitivity, froc, localisation_by_type,
+                         match_greedy)
 
 EVAL_CONF = 0.005  # low, so the curves (mAP, FROC) see nearly every box
 
@@ -64,6 +65,7 @@ def figures(results: list[ImageResult], operating: list[ImageResult], types: lis
         "type_accuracy": type_accuracy(operating, types) if typed else None,
         "image_f1": image_f1([len(r.gt_boxes) > 0 for r in operating], [len(r.pred_boxes) > 0 for r in operating]),
         "operating_point": operating_point(operating),
+        "by_type": localisation_by_type(operating),
         "n_images": len(results),
     }
 

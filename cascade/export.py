@@ -21,11 +21,15 @@ OPSET = 17  # classifier graph; supported by onnxruntime >= 1.13 and OpenVINO 20
 def export_detector(weights: str | Path, out: Path, fmt: str = "onnx", imgsz: int | None = None) -> Path:
     """``out/detector.onnx`` (or ``out/detector_openvino_model/``) from an ultralytics ``.pt`` detector."""
     from cascade.backends import weights_format
-    from detect.model import load_detector, trained_image_size
+    from detect.model import load_detector, trained_image_size, trained_standardised
 
     if weights_format(weights) != "pytorch":
         raise ValueError(f"{weights}: export starts from a PyTorch detector (.pt), not an exported one")
     model = load_detector(weights)  # one-line error for a missing or foreign file
+    if trained_standardised(model):
+        # ultralytics' export metadata has no place for it, and an exported copy run on raw slices would be wrong
+        raise ValueError(f"{weights}: this detector was trained on standardised slices (--hyp standardised); "
+                         "exported detectors do not carry that yet, so run the .pt")
     with tempfile.TemporaryDirectory(dir=out, prefix=".export-") as work:
         # ultralytics writes the export beside the .pt it reads, so it reads a copy inside our scratch folder
         copy = Path(work) / "detector.pt"

@@ -26,6 +26,22 @@ def _table(block: dict) -> list[str]:
     return lines
 
 
+def _by_type_table(block: dict) -> list[str]:
+    """Per ground-truth type, at shipped settings: found at IoU 0.5, touched by any box, box area over truth."""
+    kinds = sorted(block["detector"].get("by_type") or {})
+    if not kinds:
+        return []
+    lines = ["", "Localisation per ground-truth type at shipped settings (found: matched at IoU 0.5; touched: any box "
+             "overlaps it; area ratio: median area of the most-overlapping box over the true box's, above 1 = loose):",
+             "", "| type | boxes | found, detector | found, cascade | touched, detector | touched, cascade "
+             "| area ratio, detector | area ratio, cascade |", "|---|---|---|---|---|---|---|---|"]
+    for kind in kinds:
+        det, cas = block["detector"]["by_type"][kind], block["cascade"]["by_type"].get(kind, {})
+        cells = [fmt(system.get(key)) for key in ("found", "touched", "area_ratio") for system in (det, cas)]
+        lines.append(f"| {kind} | {det['n_boxes']} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def evaluation_markdown(metrics: dict) -> str:
     settings = metrics["settings"]
     lines = [
@@ -39,7 +55,8 @@ def evaluation_markdown(metrics: dict) -> str:
         "n/a: not defined (no typed boxes, or sensitivity 0.90 never reached).",
         "",
         *_table(metrics),
+        *_by_type_table(metrics),
     ]
     for name, block in metrics["per_dataset"].items():
-        lines += ["", f"## {name} ({block['detector']['n_images']} images)", "", *_table(block)]
+        lines += ["", f"## {name} ({block['detector']['n_images']} images)", "", *_table(block), *_by_type_table(block)]
     return "\n".join(lines) + "\n"

@@ -15,8 +15,10 @@ from pathlib import Path
 from ultralytics.models.yolo.detect import DetectionTrainer
 
 from detect.augment import MRIIntensity
+from detect.model import mark_standardised
 from detect.presets import load_preset
 from mri.cli import resolve_path
+from mri.intensity import standardise
 from mri.offline import restore_torch_threads
 
 PRESET_ENV = "MRI_DETECT_PRESET"
@@ -28,12 +30,38 @@ class MRIDetectionTrainer(DetectionTrainer):
         super()._setup_train()
         restore_torch_threads()
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.preset = load_preset(os.environ.get(PRESET_ENV, "mri"))
+        if self.preset["input"].get("standardise"):
+            self.add_callback("on_train_end", _mark_checkpoints_standardised)
+
     def build_dataset(self, img_path: str, mode: str = "train", batch: int | None = None):
         dataset = super().build_dataset(img_path, mode, batch)
-        intensity = load_preset(os.environ.get(PRESET_ENV, "mri"))["intensity"]
+        intensity = self.preset["intensity"]
         if mode == "train" and intensity:
             _add_intensity_transform(dataset, MRIIntensity(**intensity, seed=self.args.seed), copy(self.args))
+        if self.preset["input"].get("standardise"):
+            _standardise_loaded_images(dataset)
         return dataset
+
+
+def _standardise_loaded_images(dataset) -> None:
+    """Every image the dataset loads (training and validation, cached or not) standardised before augmentation,
+    as ``detect.model.predict_boxes`` does at inference."""
+    original = dataset.load_image
+
+    def load_image(self, i, *args, **kwargs):
+        image, original_hw, resized_hw = original(i, *args, **kwargs)
+        return standardise(image), original_hw, resized_hw
+
+    dataset.load_image = types.MethodType(load_image, dataset)
+
+
+def _mark_checkpoints_standardised(trainer) -> None:
+    for checkpoint in (trainer.last, trainer.best):
+        if Path(checkpoint).is_file():
+            mark_standardised(checkpoint)
 
 
 def _add_intensity_transform(dataset, transform: MRIIntensity, hyp) -> None:

@@ -11,10 +11,14 @@ from pathlib import Path
 import numpy as np
 
 from mri.cli import resolve_path
+from mri.files import write_atomic
+from mri.intensity import standardise
 from mri.offline import keep_torch_threads
 from mri.scan_io import first_line
 
 MAX_DETECTIONS = 100  # boxes per image kept after NMS
+INPUT_KEY = "mri_input"  # checkpoint key naming the input standardisation a detector was trained with
+STANDARDISED = "standardise"
 
 
 def load_detector(weights: str | Path):
@@ -70,6 +74,26 @@ def trained_image_size(model, default: int = 640) -> int:
     return int(args.get("imgsz") or default)
 
 
+def trained_standardised(model) -> bool:
+    """Whether the detector was trained on ``mri.intensity.standardise``d slices (its checkpoint says so)."""
+    return (getattr(model, "ckpt", None) or {}).get(INPUT_KEY) == STANDARDISED
+
+
+def mark_standardised(checkpoint: str | Path) -> None:
+    """Record in a finished checkpoint that its detector was trained on standardised slices (atomically)."""
+    import io
+
+    import torch
+    from ultralytics.nn.tasks import torch_safe_load
+
+    with ultralytics_safe_loading():
+        state, _ = torch_safe_load(str(checkpoint))
+    state[INPUT_KEY] = STANDARDISED
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_atomic(checkpoint, buffer.getvalue())
+
+
 def predict_boxes(model, images: list[np.ndarray], imgsz: int, conf: float, device: str,
                   max_det: int = MAX_DETECTIONS, augment: bool = False) -> list[tuple[np.ndarray, np.ndarray]]:
     """Boxes (x1 y1 x2 y2, pixels, float32) and scores of each image, highest score first (class-agnostic).
@@ -77,6 +101,8 @@ def predict_boxes(model, images: list[np.ndarray], imgsz: int, conf: float, devi
     ``augment``: ultralytics' test-time augmentation (the image as is, 0.83x and flipped left-right, 0.67x;
     boxes of all three merged by NMS), about twice the detector's time; PyTorch weights only.
     """
+    if trained_standardised(model):
+        images = [standardise(image) for image in images]
     outputs = model.predict(images, imgsz=imgsz, conf=conf, device=device, verbose=False, max_det=max_det,
                             augment=augment)
     found = []

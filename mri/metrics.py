@@ -205,6 +205,32 @@ def precision_recall_at(results: list[ImageResult], conf: float) -> dict:
     return {"precision": precision, "recall": recall, "f1": f1_score(tp, predicted - tp, n_gt - tp), "conf": conf}
 
 
+def localisation_by_type(results: list[ImageResult]) -> dict[str, dict]:
+    """How each ground-truth type is localised by the boxes a system outputs, whatever their predicted type.
+
+    Per type: ``found`` (share matched at IoU >= 0.5, greedy by score), ``touched`` (share that any box
+    overlaps at all; the rest were missed outright, not merely boxed badly) and ``area_ratio`` (median area
+    of the most-overlapping box over the ground truth's, for touched boxes: above 1, boxes are too loose).
+    """
+    tally: dict[str, dict[str, list]] = {}
+    for result in results:
+        _, claimed_by = match_greedy(result)
+        iou = box_iou(result.gt_boxes, result.pred_boxes)
+        pred_area = np.prod(result.pred_boxes[:, 2:] - result.pred_boxes[:, :2], axis=1) if len(result.pred_boxes) else None
+        for index, (box, kind) in enumerate(zip(result.gt_boxes, result.gt_classes)):
+            entry = tally.setdefault(kind, {"found": [], "touched": [], "area_ratio": []})
+            entry["found"].append(claimed_by[index] >= 0)
+            touched = iou.shape[1] > 0 and iou[index].max() > 0
+            entry["touched"].append(touched)
+            if touched:
+                gt_area = float(np.prod(box[2:] - box[:2]))
+                entry["area_ratio"].append(float(pred_area[iou[index].argmax()]) / max(gt_area, 1e-9))
+    return {kind: {"n_boxes": len(entry["found"]), "found": float(np.mean(entry["found"])),
+                   "touched": float(np.mean(entry["touched"])),
+                   "area_ratio": float(np.median(entry["area_ratio"])) if entry["area_ratio"] else None}
+            for kind, entry in sorted(tally.items())}
+
+
 def _rate_key(rate: float) -> str:
     return f"{rate:g}"
 

@@ -302,3 +302,75 @@ def test_froc_counts_false_positives_per_image():
     assert fp_per_image_at_sensitivity(results, 0.9) == 1.0
     figures = precision_recall_at(results, conf=0.7)
     assert figures["precision"] == 0.0 and figures["recall"] == 0.0
+
+
+def _slice(scale: float, offset: float) -> np.ndarray:
+    """A synthetic head on air: a bright disc of tissue with a brighter blob, intensities scaled and shifted."""
+    yy, xx = np.mgrid[:96, :96]
+    tissue = np.where((yy - 48) ** 2 + (xx - 48) ** 2 < 35**2, 60.0 + 0.5 * xx, 0.0)
+    tissue[(yy - 40) ** 2 + (xx - 55) ** 2 < 8**2] = 150.0
+    image = np.where(tissue > 0, tissue * scale + offset, 0.0)
+    return np.repeat(np.clip(image, 0, 255).astype(np.uint8)[:, :, None], 3, axis=2)
+
+
+def test_standardise_makes_a_dim_and_a_bright_export_of_a_slice_alike():
+    from mri.intensity import standardise
+
+    dim, bright = _slice(0.6, 10), _slice(1.4, 20)
+    assert np.abs(dim.astype(int) - bright.astype(int)).mean() > 20
+    a, b = standardise(dim), standardise(bright)
+    assert a.shape == dim.shape and a.dtype == np.uint8
+    assert np.array_equal(a[..., 0], a[..., 2])  # gray stays gray
+    assert np.abs(a.astype(int) - b.astype(int)).mean() < 4
+    assert a.max() == 255 and (a[:5, :5] == 0).all()  # tissue fills the range, air stays black
+
+
+def test_standardise_leaves_an_empty_slice_alone():
+    from mri.intensity import standardise
+
+    blank = np.zeros((32, 32, 3), np.uint8)
+    assert np.array_equal(standardise(blank), blank)
+
+
+def test_preset_input_section_is_checked(tmp_path):
+    assert load_preset("standardised")["input"] == {"standardise": True}
+    assert load_preset("default")["input"] == {}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("input:\n  normalise: true\n")
+    with pytest.raises(ValueError, match="'input' section"):
+        load_preset(str(bad))
+
+
+def test_standardised_preset_trains_on_standardised_slices_and_marks_its_weights(tmp_path, monkeypatch):
+    """The dataset hands standardised images to training and validation, the checkpoints say so, and
+    predict_boxes then standardises what it is given, so inference sees what training saw."""
+    from detect.engine import PRESET_ENV, MRIDetectionTrainer
+    from detect.model import load_detector, mark_standardised, predict_boxes, trained_standardised
+    from mri.intensity import standardise
+
+    monkeypatch.setenv(PRESET_ENV, "standardised")
+    data = make_yolo_dataset(tmp_path / "data", per_split={"train": 4, "val": 2}, size=64)
+    (tmp_path / "data.yaml").write_text(f"path: {data}\ntrain: images/train\nval: images/val\nnames: [a, b, c]\n")
+    trainer = MRIDetectionTrainer(overrides={"model": "yolov5n.yaml", "data": str(tmp_path / "data.yaml"), "imgsz": 64,
+                                             "project": str(tmp_path / "runs"), "name": "t", "device": "cpu"})
+    trainer.model = trainer.get_model(cfg="yolov5n.yaml", verbose=False)
+    for mode in ("train", "val"):
+        dataset = trainer.build_dataset(str(data / "images" / mode), mode=mode, batch=2)
+        raw = type(dataset).load_image(dataset, 0)[0]  # ultralytics' own loading, unwrapped
+        image = dataset.load_image(0)[0]
+        assert not np.array_equal(image, raw) and np.array_equal(image, standardise(raw))
+
+    weights = tmp_path / "plain.pt"
+    trainer.model.args = trainer.args
+    import torch
+
+    torch.save({"model": trainer.model.half(), "train_args": {"imgsz": 64}}, weights)
+    assert not trained_standardised(load_detector(weights))
+    mark_standardised(weights)
+    model = load_detector(weights)
+    assert trained_standardised(model)
+    seen = []
+    monkeypatch.setattr(model, "predict", lambda images, **kwargs: seen.extend(images) or [])
+    dim = _slice(0.5, 5)
+    predict_boxes(model, [dim], 64, 0.25, "cpu")
+    assert np.array_equal(seen[0], standardise(dim))

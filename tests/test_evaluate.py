@@ -103,3 +103,24 @@ def test_out_below_a_file_is_one_line(tiny_weights, tmp_path, capsys):
                 "--out", tmp_path / "file" / "eval") == 2
     assert capsys.readouterr().err.strip().splitlines() == [
         f"error: {tmp_path / 'file' / 'eval'}: cannot create the output folder, {tmp_path / 'file'} is a file"]
+
+
+def test_localisation_by_type_tells_loose_boxes_from_untouched_tumours():
+    from mri.metrics import ImageResult, localisation_by_type
+
+    def image(gt, kind, preds):
+        return ImageResult(key=kind, dataset="d", width=100, height=100, gt_boxes=np.array([gt], np.float32),
+                           gt_classes=[kind], pred_boxes=np.array(preds, np.float32).reshape(-1, 4),
+                           pred_scores=np.linspace(0.9, 0.5, len(preds)).astype(np.float32))
+
+    results = [
+        image([10, 10, 30, 30], "meningioma", [[10, 10, 30, 30]]),  # exact
+        image([40, 40, 50, 50], "pituitary", [[35, 35, 55, 55]]),  # 4x the area: touched, not found at IoU 0.5
+        image([60, 60, 80, 80], "glioma", [[0, 0, 10, 10]]),  # a box elsewhere: not touched
+        image([60, 60, 80, 80], "glioma", []),  # no box at all
+    ]
+    by_type = localisation_by_type(results)
+    assert by_type["meningioma"] == {"n_boxes": 1, "found": 1.0, "touched": 1.0, "area_ratio": 1.0}
+    assert by_type["pituitary"]["found"] == 0.0 and by_type["pituitary"]["touched"] == 1.0
+    assert by_type["pituitary"]["area_ratio"] == pytest.approx(4.0)
+    assert by_type["glioma"] == {"n_boxes": 2, "found": 0.0, "touched": 0.0, "area_ratio": None}

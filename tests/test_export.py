@@ -139,3 +139,17 @@ def test_export_weights_ships_an_fp16_classifier_that_gives_the_same_results(tin
     assert [len(d) for d in full] == [len(d) for d in half]
     for a, b in zip(full, half):
         assert [d.tumor_prob for d in b] == pytest.approx([d.tumor_prob for d in a], abs=0.02)
+
+
+def test_export_refuses_a_detector_trained_on_standardised_slices(tiny_weights, tmp_path):
+    """An exported copy would be fed raw slices: refuse in one line rather than export a wrong detector."""
+    import shutil
+
+    from cascade.export import export_detector
+    from detect.model import mark_standardised
+
+    weights = tmp_path / "standardised.pt"
+    shutil.copyfile(tiny_weights["det"], weights)
+    mark_standardised(weights)
+    with pytest.raises(ValueError, match="trained on standardised slices"):
+        export_detector(weights, tmp_path)
