@@ -136,6 +136,25 @@ def detection_section(evaluations: dict) -> list[str]:
     return lines
 
 
+def by_type_section(evaluations: dict) -> list[str]:
+    """Per ground-truth type, at the shipped operating point: found, touched at all, and box looseness."""
+    rows = []
+    for name, m in evaluations.items():
+        d, c = m["detector"].get("by_type") or {}, m["cascade"].get("by_type") or {}
+        for kind, det in d.items():
+            cas = c.get(kind, {})
+            rows.append(f"| {name} | {kind} | {det['n_boxes']} | {fmt(det['found'])} / {fmt(cas.get('found'))} | "
+                        f"{fmt(det['touched'])} / {fmt(cas.get('touched'))} | {fmt(det['area_ratio'], 2)} / "
+                        f"{fmt(cas.get('area_ratio'), 2)} |")
+    if not rows:
+        return []
+    return ["## Localisation per tumor type (same evaluations)", "",
+            "At the shipped operating point, detector / cascade in each cell. Found: matched at IoU 0.5; touched: any "
+            "output box overlaps the tumor at all (the rest are missed outright); area ratio: median area of the "
+            "most-overlapping box over the true box's (above 1: boxes too loose).", "",
+            "| test split | type | boxes | found | touched | area ratio |", "|---|---|---|---|---|---|", *rows]
+
+
 def tta_note(evaluations: dict) -> str:
     """How the evaluations ran the detector, from their own settings."""
     modes = {bool(m.get("settings", {}).get("tta")) for m in evaluations.values()}
@@ -219,6 +238,8 @@ def main(args) -> int:
              "with it; the JSON files beside this report hold them all.", ""]
     if evaluations:
         lines += detection_section(evaluations) + [""]
+        by_type = by_type_section(evaluations)
+        lines += [*by_type, ""] if by_type else []
     if detect_val:
         o = detect_val["overall"]
         lines += ["## Detector alone, single-scale, all test splits together (`python -m detect.val`)", "",
