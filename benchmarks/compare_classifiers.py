@@ -46,6 +46,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--hold-out", nargs="*", default=["br35h"], help="datasets no model trains on (none: empty)")
     parser.add_argument("--proposals", default=None, help="detector run or .pt whose boxes are added as crops")
     parser.add_argument("--fit-fusion", action="store_true", help="with --proposals: fit the score fusion too")
+    parser.add_argument("--standardise", action="store_true",
+                        help="every model cuts its crops from standardised slices (classify.train --standardise)")
     return parser
 
 
@@ -67,6 +69,8 @@ def main(args) -> int:
             flags += ["--hold-out", *args.hold_out]
         if args.proposals:
             flags += ["--proposals", args.proposals] + (["--fit-fusion"] if args.fit_fusion else [])
+        if args.standardise:
+            flags += ["--standardise"]
         finished = (out / arch / "metrics.json").is_file()
         code = 0 if finished else train.main(train.get_args_parser().parse_args(flags))
         if code != 0:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from classify.checkpoint import CheckpointError, crop_rule_of
-from classify.crops import crops_for_boxes, crops_for_boxes_batched
+from classify.crops import crops_for_boxes, crops_for_boxes_batched, slice_for_crops
 from classify.fusion import fused_score
 from classify.presets import to_batch
 from mri.cli import check_device, torch_device
@@ -109,6 +109,7 @@ class Cascade:
 
     def classify_boxes(self, images: list[np.ndarray], boxes: list[np.ndarray]) -> np.ndarray:
         """Class probabilities of every box of every image, in order, all crops in one classifier batch.
+        ``images``: the slices as crops are cut from them (``slice_for_crops``).
 
         On a GPU the crops are cut and resized together on the device (``crops_for_boxes_batched``); on the
         CPU OpenCV's per-box crop is faster, and both give the same crops within rounding.
@@ -134,10 +135,11 @@ class Cascade:
             chosen = [boxes for boxes, _ in proposals]
         else:  # detect() sorts by score, so the chosen boxes are a prefix
             chosen = [boxes[: max(top_k, int((scores >= always_above).sum()))] for boxes, scores in proposals]
-        probabilities = self.classify_boxes(images, chosen)
+        crop_sources = [slice_for_crops(image, self.rule) for image in images]
+        probabilities = self.classify_boxes(crop_sources, chosen)
         want_crops = keep_crops or cam
         results, offset = [], 0
-        for image, picked, (boxes, scores) in zip(images, chosen, proposals):
+        for image, picked, (boxes, scores) in zip(crop_sources, chosen, proposals):
             image_crops = crops_for_boxes(image, picked, self.rule) if want_crops else None
             detections = []
             for i, (box, score) in enumerate(zip(boxes, scores)):

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from classify import NO_TUMOR
-from classify.crops import CropRule, crop_for_classifier
+from classify.crops import CropRule, crop_for_classifier, slice_for_crops
 from mri.files import write_atomic
 from mri.metrics import box_iou
 from mri.offline import RUNS_DIR
@@ -131,7 +131,7 @@ def build_split(records: list[LabeledImage], registry: Registry, rule: CropRule,
 
     for record in records:
         try:
-            image = read_scan(record.path)[0].image
+            image = slice_for_crops(read_scan(record.path)[0].image, rule)
         except ScanReadError as error:
             skipped.append(str(error))
             continue

@@ -2,7 +2,9 @@
 
 A crop is the square around the box's centre whose side is the box's longer side times
 ``1 + 2 * context`` (never less than ``min_side`` pixels), taken from the slice with black outside the
-image, and resized to ``size`` pixels. The rule travels inside every classifier checkpoint.
+image, and resized to ``size`` pixels. With ``standardise`` the crops are cut from the slice after
+``mri.intensity.standardise`` (the whole slice, once, via ``slice_for_crops``), the same function the detector
+uses when it was trained that way. The rule travels inside every classifier checkpoint.
 """
 
 from __future__ import annotations
@@ -12,19 +14,27 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
+from mri.intensity import standardise
+
 
 @dataclass(frozen=True)
 class CropRule:
     size: int = 128  # output side in pixels
     context: float = 0.25  # margin on each side, as a fraction of the box's longer side
     min_side: int = 24  # smallest square taken from the scan, in scan pixels
+    standardise: bool = False  # cut crops from the standardised slice (checkpoints before it: False)
 
     def as_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict) -> "CropRule":
-        return cls(**{k: values[k] for k in ("size", "context", "min_side") if k in values})
+        return cls(**{k: values[k] for k in ("size", "context", "min_side", "standardise") if k in values})
+
+
+def slice_for_crops(image: np.ndarray, rule: CropRule) -> np.ndarray:
+    """The slice as crops are cut from it under ``rule``: standardised once per slice if the rule says so."""
+    return standardise(image) if rule.standardise else image
 
 
 def crop_square(box, rule: CropRule) -> tuple[float, float, float]:

@@ -112,7 +112,7 @@ def finish_run(run_dir: Path, args, registry, val_set: CropSet, test_set: CropSe
 def add_fusion(run_dir: Path, metrics: dict, val_results: list, val_records: list, device) -> dict:
     """Fit the detector-score/P(tumor) fusion on the validation scans' detector boxes; store it in the
     run's checkpoints and metrics.json."""
-    from classify.crops import crops_for_boxes
+    from classify.crops import crops_for_boxes, slice_for_crops
     from classify.fusion import fit_fusion
     from mri.metrics import box_iou
     from mri.scan_io import read_scan
@@ -124,7 +124,7 @@ def add_fusion(run_dir: Path, metrics: dict, val_results: list, val_records: lis
     for result in val_results:
         if not len(result.pred_boxes):
             continue
-        crops = crops_for_boxes(read_scan(paths[result.key])[0].image, result.pred_boxes, rule)
+        crops = crops_for_boxes(slice_for_crops(read_scan(paths[result.key])[0].image, rule), result.pred_boxes, rule)
         tumor_probs.append(1.0 - predict_crops(model, crops, best["mean"], best["std"])[:, 0])
         det_scores.append(result.pred_scores)
         overlap = box_iou(result.pred_boxes, result.gt_boxes)

@@ -48,6 +48,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                        help="auto (offline ImageNet weights where the arch has them), none, imagenet, hub, or a file")
     model.add_argument("--input-size", type=int, default=128, help="crop side in pixels (the model's input size)")
     model.add_argument("--context", type=float, default=0.25, help="crop margin per side, in box sizes")
+    model.add_argument("--standardise", action="store_true",
+                       help="cut crops from standardised slices (mri.intensity.standardise, as `detect.train --hyp "
+                            "standardised` does for the detector); recorded in the checkpoint's crop rule")
     run = parser.add_argument_group("run")
     run.add_argument("--hyp", default="mri", choices=[p for p in PRESETS if p != "eval"], help="augmentation preset")
     run.add_argument("--epochs", type=int, default=8)
@@ -138,7 +141,7 @@ def main(args) -> int:
         return 2
     seed_everything(args.seed)
     context = init_distributed(args.device)
-    rule = CropRule(size=args.input_size, context=args.context)
+    rule = CropRule(size=args.input_size, context=args.context, standardise=args.standardise)
     recipe = CropRecipe(jitter_copies=args.jitter_copies)
     device = resolve_device(args.device, context)
 

@@ -121,3 +121,27 @@ def test_test_time_augmentation_gives_boxes_in_the_image_and_needs_pytorch_weigh
     exported.write_bytes(b"")
     with pytest.raises(WeightsError, match="--tta"):
         Cascade.load(exported, tiny_weights["cls"], tta=True)
+
+
+def test_a_classifier_trained_on_standardised_slices_gets_its_crops_from_standardised_slices(tiny_weights, tmp_path):
+    """The crop rule in the checkpoint decides: the cascade cuts the crops from the standardised slice, as
+    training did, and the detector is not affected (its own checkpoint decides for it)."""
+    from classify.checkpoint import load_checkpoint, save_checkpoint
+    from classify.crops import crop_for_classifier
+    from mri.intensity import standardise
+
+    checkpoint = load_checkpoint(tiny_weights["cls"], calibrated=False)
+    checkpoint["crop_rule"] = {**checkpoint["crop_rule"], "standardise": True}
+    save_checkpoint(tmp_path / "standardised.pt", checkpoint)
+    plain = Cascade.load(tiny_weights["det"], tiny_weights["cls"], conf=0.001)
+    cascade = Cascade.load(tiny_weights["det"], tmp_path / "standardised.pt", conf=0.001)
+    assert cascade.rule.standardise and not plain.rule.standardise
+    images = [(image * 0.5).astype(np.uint8) for image in cascade_scans()]  # dim slices: standardising changes them
+    results = cascade.run(images, keep_crops=True)
+    assert [[d.box for d in r] for r in results] == [[d.box for d in r] for r in plain.run(images)]
+    detections = [(image, d) for image, found in zip(images, results) for d in found]
+    assert detections
+    for image, detection in detections:
+        expected = crop_for_classifier(standardise(image), detection.box, cascade.rule)
+        assert np.array_equal(detection.crop, expected)
+        assert not np.array_equal(detection.crop, crop_for_classifier(image, detection.box, cascade.rule))

@@ -301,3 +301,18 @@ def test_max_train_crops_trains_on_that_many_crops(tiny_registry, tmp_path):
                                                "--project", str(tmp_path), "--name", "budget"])
     assert train.main(args) == 0
     assert json.loads((tmp_path / "budget" / "metrics.json").read_text())["n_train_crops"] == 5
+
+
+def test_training_crops_of_a_standardising_rule_come_from_the_standardised_slice(tiny_registry):
+    from mri.intensity import standardise
+    from mri.scan_io import read_scan
+
+    registry = load_registry(tiny_registry)
+    record = next(r for r in split_records(registry, None)["val"] if not r.is_negative)
+    rule = CropRule(size=40, standardise=True)
+    crops, _ = build_split([record], registry, rule, train=False, seed=0)
+    image = read_scan(record.path)[0].image
+    height, width = image.shape[:2]
+    box = record.boxes[0] * np.array([width, height, width, height])
+    assert np.array_equal(crops.images[crops.kinds == "box"][0], crop_for_classifier(standardise(image), box, rule))
+    assert CropRule.from_dict(rule.as_dict()) == rule and CropRule.from_dict({"size": 40}).standardise is False
