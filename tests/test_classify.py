@@ -316,3 +316,14 @@ def test_training_crops_of_a_standardising_rule_come_from_the_standardised_slice
     box = record.boxes[0] * np.array([width, height, width, height])
     assert np.array_equal(crops.images[crops.kinds == "box"][0], crop_for_classifier(standardise(image), box, rule))
     assert CropRule.from_dict(rule.as_dict()) == rule and CropRule.from_dict({"size": 40}).standardise is False
+
+
+def test_train_with_standardise_records_it_in_the_checkpoint(tiny_registry, tmp_path):
+    from classify import train
+    from classify.checkpoint import crop_rule_of, load_checkpoint
+
+    args = train.get_args_parser().parse_args(["--registry", str(tiny_registry), "--arch", "baseline", "--epochs", "1",
+                                               "--input-size", "32", "--batch", "8", "--max-train-crops", "5",
+                                               "--standardise", "--project", str(tmp_path), "--name", "std"])
+    assert train.main(args) == 0
+    assert crop_rule_of(load_checkpoint(tmp_path / "std" / "best.pt")).standardise
