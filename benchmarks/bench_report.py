@@ -32,7 +32,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--from", dest="source", required=True, help="the folder make bench measured into")
     parser.add_argument("--compare", default=None, help="folder of benchmarks/compare_classifiers.py's report")
-    parser.add_argument("--recipes", default=None, help="folder of benchmarks/compare_recipes.py's report")
+    parser.add_argument("--recipes", nargs="+", default=None,
+                        help="folder(s) of benchmarks/compare_recipes.py's reports, shown in this order")
     parser.add_argument("--heldout", default=None,
                         help="folder of tools/evaluate.py on a held-out source (both heads trained without it)")
     parser.add_argument("--out", default=str(PROJECT_ROOT / "benchmarks"))
@@ -257,10 +258,12 @@ def main(args) -> int:
                   "| dataset | crops | tumor F1 | type accuracy |", "|---|---|---|---|"]
         lines += [f"| {k} | {v['n']} | {fmt(v['tumor_f1'])} | {fmt(v['type_accuracy'])} |" for k, v in classify_val["per_dataset"].items()]
         lines += [""]
-    recipes_md = resolve_path(args.recipes) / "compare_recipes.md" if args.recipes else None
-    if recipes_md and recipes_md.is_file():
-        body = recipes_md.read_text().split("\n", 2)[2]
-        lines += ["## Detector recipes at equal budget (`python benchmarks/compare_recipes.py`)", "", body.strip(), ""]
+    recipe_folders = [resolve_path(folder) for folder in args.recipes or []]
+    bodies = [(f / "compare_recipes.md").read_text().split("\n", 2)[2].strip() for f in recipe_folders
+              if (f / "compare_recipes.md").is_file()]
+    if bodies:
+        lines += ["## Detector recipes at equal budget (`python benchmarks/compare_recipes.py`)", ""]
+        lines += [line for body in bodies for line in (body, "")]
     heldout = _read(resolve_path(args.heldout) / "metrics.json") if args.heldout else None
     if heldout:
         import yaml
@@ -301,8 +304,10 @@ def main(args) -> int:
             shutil.copyfile(path, out / name)
     if compare_dir and (compare_dir / "compare_classifiers.json").is_file():
         shutil.copyfile(compare_dir / "compare_classifiers.json", out / "compare_classifiers.json")
-    if args.recipes and (resolve_path(args.recipes) / "compare_recipes.json").is_file():
-        shutil.copyfile(resolve_path(args.recipes) / "compare_recipes.json", out / "compare_recipes.json")
+    for index, folder in enumerate(recipe_folders):  # the first as compare_recipes.json, as before
+        if (folder / "compare_recipes.json").is_file():
+            name = "compare_recipes.json" if index == 0 else f"compare_recipes_{folder.name}.json"
+            shutil.copyfile(folder / "compare_recipes.json", out / name)
     if heldout:
         shutil.copyfile(resolve_path(args.heldout) / "metrics.json", out / "eval_heldout.json")
     if args.model_card != "none":

@@ -83,3 +83,23 @@ def test_report_shows_localisation_per_tumor_type_when_evaluations_have_it(tmp_p
     assert result.returncode == 0, result.stderr[-2000:]
     report = (tmp_path / "out" / "REPORT.md").read_text()
     assert "| rf_mri4 | glioma | 25 | 0.440 / 0.400 | 0.520 / 0.520 | 1.04 / 0.90 |" in report
+
+
+def test_report_shows_every_recipe_comparison_given_in_order(tmp_path):
+    source = tmp_path / "bench"
+    source.mkdir()
+    folders = []
+    for name, arm in (("gpu", "`scanner@256`"), ("cpu", "`standardised@256`")):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "compare_recipes.md").write_text(f"# Detector recipes at equal budget\n\n{name} run\n\n| {arm} |\n")
+        (folder / "compare_recipes.json").write_text(json.dumps({"run": name}))
+        folders.append(str(folder))
+    result = subprocess.run([sys.executable, str(PROJECT_ROOT / "benchmarks" / "bench_report.py"), "--from", str(source),
+                             "--out", str(tmp_path / "out"), "--model-card", "none", "--recipes", *folders],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = (tmp_path / "out" / "REPORT.md").read_text()
+    assert report.count("## Detector recipes at equal budget") == 1
+    assert report.index("gpu run") < report.index("`scanner@256`") < report.index("cpu run") < report.index("`standardised@256`")
+    assert json.loads((tmp_path / "out" / "compare_recipes_cpu.json").read_text()) == {"run": "cpu"}
