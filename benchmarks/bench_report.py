@@ -146,14 +146,16 @@ def by_type_section(evaluations: dict) -> list[str]:
             cas = c.get(kind, {})
             rows.append(f"| {name} | {kind} | {det['n_boxes']} | {fmt(det['found'])} / {fmt(cas.get('found'))} | "
                         f"{fmt(det['touched'])} / {fmt(cas.get('touched'))} | {fmt(det['area_ratio'], 2)} / "
-                        f"{fmt(cas.get('area_ratio'), 2)} |")
+                        f"{fmt(cas.get('area_ratio'), 2)} | {fmt(det.get('size'), 2)} | {fmt(det.get('size_missed'), 2)} |")
     if not rows:
         return []
     return ["## Localisation per tumor type (same evaluations)", "",
             "At the shipped operating point, detector / cascade in each cell. Found: matched at IoU 0.5; touched: any "
             "output box overlaps the tumor at all (the rest are missed outright); area ratio: median area of the "
-            "most-overlapping box over the true box's (above 1: boxes too loose).", "",
-            "| test split | type | boxes | found | touched | area ratio |", "|---|---|---|---|---|---|", *rows]
+            "most-overlapping box over the true box's (above 1: boxes too loose); size: median side of the true boxes as "
+            "a share of the slice's side, all of them and those the detector missed.", "",
+            "| test split | type | boxes | found | touched | area ratio | size | size, missed by the detector |",
+            "|---|---|---|---|---|---|---|---|", *rows]
 
 
 def tta_note(evaluations: dict) -> str:

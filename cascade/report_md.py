@@ -32,13 +32,16 @@ def _by_type_table(block: dict) -> list[str]:
     if not kinds:
         return []
     lines = ["", "Localisation per ground-truth type at shipped settings (found: matched at IoU 0.5; touched: any box "
-             "overlaps it; area ratio: median area of the most-overlapping box over the true box's, above 1 = loose):",
+             "overlaps it; area ratio: median area of the most-overlapping box over the true box's, above 1 = loose; "
+             "size: median side of the true boxes, as a share of the slice's side, all and those the detector missed):",
              "", "| type | boxes | found, detector | found, cascade | touched, detector | touched, cascade "
-             "| area ratio, detector | area ratio, cascade |", "|---|---|---|---|---|---|---|---|"]
+             "| area ratio, detector | area ratio, cascade | size | size, missed by the detector |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for kind in kinds:
         det, cas = block["detector"]["by_type"][kind], block["cascade"]["by_type"].get(kind, {})
         cells = [fmt(system.get(key)) for key in ("found", "touched", "area_ratio") for system in (det, cas)]
-        lines.append(f"| {kind} | {det['n_boxes']} | " + " | ".join(cells) + " |")
+        sizes = f"{fmt(det.get('size'), 2)} | {fmt(det.get('size_missed'), 2)}"
+        lines.append(f"| {kind} | {det['n_boxes']} | " + " | ".join(cells) + f" | {sizes} |")
     return lines
 
 

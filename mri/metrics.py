@@ -209,8 +209,10 @@ def localisation_by_type(results: list[ImageResult]) -> dict[str, dict]:
     """How each ground-truth type is localised by the boxes a system outputs, whatever their predicted type.
 
     Per type: ``found`` (share matched at IoU >= 0.5, greedy by score), ``touched`` (share that any box
-    overlaps at all; the rest were missed outright, not merely boxed badly) and ``area_ratio`` (median area
-    of the most-overlapping box over the ground truth's, for touched boxes: above 1, boxes are too loose).
+    overlaps at all; the rest were missed outright, not merely boxed badly), ``area_ratio`` (median area
+    of the most-overlapping box over the ground truth's, for touched boxes: above 1, boxes are too loose),
+    and ``size`` / ``size_missed``: the median side of the true boxes (all / those not found), as a share of
+    the slice's side (square root of the area shares), to tell small-tumor misses from the rest.
     """
     tally: dict[str, dict[str, list]] = {}
     for result in results:
@@ -218,17 +220,23 @@ def localisation_by_type(results: list[ImageResult]) -> dict[str, dict]:
         iou = box_iou(result.gt_boxes, result.pred_boxes)
         pred_area = np.prod(result.pred_boxes[:, 2:] - result.pred_boxes[:, :2], axis=1) if len(result.pred_boxes) else None
         for index, (box, kind) in enumerate(zip(result.gt_boxes, result.gt_classes)):
-            entry = tally.setdefault(kind, {"found": [], "touched": [], "area_ratio": []})
+            entry = tally.setdefault(kind, {"found": [], "touched": [], "area_ratio": [], "size": []})
             entry["found"].append(claimed_by[index] >= 0)
+            entry["size"].append(float(np.sqrt(np.prod(box[2:] - box[:2]) / (result.width * result.height))))
             touched = iou.shape[1] > 0 and iou[index].max() > 0
             entry["touched"].append(touched)
             if touched:
                 gt_area = float(np.prod(box[2:] - box[:2]))
                 entry["area_ratio"].append(float(pred_area[iou[index].argmax()]) / max(gt_area, 1e-9))
     return {kind: {"n_boxes": len(entry["found"]), "found": float(np.mean(entry["found"])),
-                   "touched": float(np.mean(entry["touched"])),
-                   "area_ratio": float(np.median(entry["area_ratio"])) if entry["area_ratio"] else None}
+                   "touched": float(np.mean(entry["touched"])), "area_ratio": _median(entry["area_ratio"]),
+                   "size": _median(entry["size"]),
+                   "size_missed": _median([s for s, f in zip(entry["size"], entry["found"]) if not f])}
             for kind, entry in sorted(tally.items())}
+
+
+def _median(values: list[float]) -> float | None:
+    return float(np.median(values)) if values else None
 
 
 def _rate_key(rate: float) -> str:

@@ -75,14 +75,15 @@ def test_report_shows_localisation_per_tumor_type_when_evaluations_have_it(tmp_p
     source = tmp_path / "bench"
     (source / "eval" / "rf_mri4").mkdir(parents=True)
     metrics = json.loads((PROJECT_ROOT / "benchmarks" / "eval_rf_mri4.json").read_text())
-    metrics["detector"]["by_type"] = {"glioma": {"n_boxes": 25, "found": 0.44, "touched": 0.52, "area_ratio": 1.038}}
+    metrics["detector"]["by_type"] = {"glioma": {"n_boxes": 25, "found": 0.44, "touched": 0.52, "area_ratio": 1.038,
+                                                 "size": 0.15, "size_missed": 0.118}}
     metrics["cascade"]["by_type"] = {"glioma": {"n_boxes": 25, "found": 0.40, "touched": 0.52, "area_ratio": 0.901}}
     (source / "eval" / "rf_mri4" / "metrics.json").write_text(json.dumps(metrics))
     result = subprocess.run([sys.executable, str(PROJECT_ROOT / "benchmarks" / "bench_report.py"), "--from", str(source),
                              "--out", str(tmp_path / "out"), "--model-card", "none"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     report = (tmp_path / "out" / "REPORT.md").read_text()
-    assert "| rf_mri4 | glioma | 25 | 0.440 / 0.400 | 0.520 / 0.520 | 1.04 / 0.90 |" in report
+    assert "| rf_mri4 | glioma | 25 | 0.440 / 0.400 | 0.520 / 0.520 | 1.04 / 0.90 | 0.15 | 0.12 |" in report
 
 
 def test_report_shows_every_recipe_comparison_given_in_order(tmp_path):

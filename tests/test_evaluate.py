@@ -120,7 +120,10 @@ def test_localisation_by_type_tells_loose_boxes_from_untouched_tumours():
         image([60, 60, 80, 80], "glioma", []),  # no box at all
     ]
     by_type = localisation_by_type(results)
-    assert by_type["meningioma"] == {"n_boxes": 1, "found": 1.0, "touched": 1.0, "area_ratio": 1.0}
+    assert by_type["meningioma"] == {"n_boxes": 1, "found": 1.0, "touched": 1.0, "area_ratio": 1.0,
+                                     "size": pytest.approx(0.2), "size_missed": None}
     assert by_type["pituitary"]["found"] == 0.0 and by_type["pituitary"]["touched"] == 1.0
     assert by_type["pituitary"]["area_ratio"] == pytest.approx(4.0)
-    assert by_type["glioma"] == {"n_boxes": 2, "found": 0.0, "touched": 0.0, "area_ratio": None}
+    assert by_type["glioma"] == {"n_boxes": 2, "found": 0.0, "touched": 0.0, "area_ratio": None,
+                                 "size": pytest.approx(0.2), "size_missed": pytest.approx(0.2)}
+    assert by_type["pituitary"]["size_missed"] == pytest.approx(0.1)
