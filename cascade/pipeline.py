@@ -19,6 +19,7 @@ import torch
 
 from classify.checkpoint import CheckpointError, crop_rule_of
 from classify.crops import crops_for_boxes, crops_for_boxes_batched, slice_for_crops
+from detect.model import trained_standardised
 from classify.fusion import fused_score
 from classify.presets import to_batch
 from mri.cli import check_device, torch_device
@@ -57,6 +58,8 @@ class Cascade:
         self.classifier = classifier.module  # the torch network, or None for an exported classifier
         self.imgsz, self.conf, self.device = imgsz, conf, device
         self.rule = crop_rule_of(self.checkpoint)
+        # what each head was trained on, so each gets its input the same way (recorded in every output)
+        self.standardise = {"detector": trained_standardised(detector), "classifier": self.rule.standardise}
         self.threshold = float(self.checkpoint["thresholds"]["default"] if cls_threshold is None else cls_threshold)
         self.types = list(self.checkpoint["classes"][1:])
         self.fusion = self.checkpoint.get("fusion")  # None: rank by the geometric mean of both scores

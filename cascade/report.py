@@ -123,6 +123,7 @@ class InferenceWriter:
             "source": printable(str(self.source)),
             "settings": {"det_weights": str(self.det_weights), "cls_weights": str(self.cls_weights),
                          "det_conf": cascade.conf, "imgsz": cascade.imgsz, "tta": cascade.tta,
+                         "standardise": cascade.standardise,
                          "cls_threshold": cascade.threshold, "classifier": cascade.checkpoint["arch"],
                          "crop_rule": cascade.rule.as_dict()},
             "summary": summary, "images": self.records, "skipped": self.skipped,

@@ -76,7 +76,8 @@ def main(args) -> int:
     metrics.update(n_images=len(records), seconds=round(time.perf_counter() - start, 2), data=args.data, split=args.split,
                    settings={"det_weights": str(args.det_weights), "cls_weights": str(args.cls_weights),
                              "imgsz": cascade.imgsz, "cls_threshold": cascade.threshold, "det_conf": args.conf,
-                             "top_k": args.top_k or None, "tta": cascade.tta, "threads": cascade.threads()})
+                             "top_k": args.top_k or None, "tta": cascade.tta, "standardise": cascade.standardise,
+                             "threads": cascade.threads()})
     write_json(out / "metrics.json", metrics)
     report = evaluation_markdown(metrics)
     write_atomic(out / "report.md", report)
