@@ -19,9 +19,9 @@ import torch
 
 from classify.checkpoint import CheckpointError, crop_rule_of
 from classify.crops import crops_for_boxes, crops_for_boxes_batched, slice_for_crops
-from detect.model import trained_standardised
 from classify.fusion import fused_score
 from classify.presets import to_batch
+from detect.model import trained_standardised
 from mri.cli import check_device, torch_device
 
 

@@ -26,15 +26,17 @@ MODEL_FAMILY = {"yolov5n": "yolov5n.yaml", "yolov5s": "yolov5s.yaml", "yolov5m":
 
 
 class MRIDetectionTrainer(DetectionTrainer):
-    def _setup_train(self):
-        super()._setup_train()
-        restore_torch_threads()
-
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.preset = load_preset(os.environ.get(PRESET_ENV, "mri"))
         if self.preset["input"].get("standardise"):
+            # every saved checkpoint says so, also an interrupted run's: inference must standardise for it too
+            self.add_callback("on_model_save", _mark_checkpoints_standardised)
             self.add_callback("on_train_end", _mark_checkpoints_standardised)
+
+    def _setup_train(self):
+        super()._setup_train()
+        restore_torch_threads()
 
     def build_dataset(self, img_path: str, mode: str = "train", batch: int | None = None):
         dataset = super().build_dataset(img_path, mode, batch)

@@ -80,7 +80,7 @@ def trained_standardised(model) -> bool:
 
 
 def mark_standardised(checkpoint: str | Path) -> None:
-    """Record in a finished checkpoint that its detector was trained on standardised slices (atomically)."""
+    """Record in a checkpoint that its detector was trained on standardised slices (atomically; once)."""
     import io
 
     import torch
@@ -88,6 +88,8 @@ def mark_standardised(checkpoint: str | Path) -> None:
 
     with ultralytics_safe_loading():
         state, _ = torch_safe_load(str(checkpoint))
+    if state.get(INPUT_KEY) == STANDARDISED:
+        return
     state[INPUT_KEY] = STANDARDISED
     buffer = io.BytesIO()
     torch.save(state, buffer)

@@ -354,6 +354,9 @@ def test_standardised_preset_trains_on_standardised_slices_and_marks_its_weights
     trainer = MRIDetectionTrainer(overrides={"model": "yolov5n.yaml", "data": str(tmp_path / "data.yaml"), "imgsz": 64,
                                              "project": str(tmp_path / "runs"), "name": "t", "device": "cpu"})
     trainer.model = trainer.get_model(cfg="yolov5n.yaml", verbose=False)
+    from detect.engine import _mark_checkpoints_standardised
+
+    assert _mark_checkpoints_standardised in trainer.callbacks["on_model_save"]  # each epoch's last.pt, not only the end
     for mode in ("train", "val"):
         dataset = trainer.build_dataset(str(data / "images" / mode), mode=mode, batch=2)
         raw = type(dataset).load_image(dataset, 0)[0]  # ultralytics' own loading, unwrapped
@@ -374,3 +377,17 @@ def test_standardised_preset_trains_on_standardised_slices_and_marks_its_weights
     dim = _slice(0.5, 5)
     predict_boxes(model, [dim], 64, 0.25, "cpu")
     assert np.array_equal(seen[0], standardise(dim))
+
+
+def test_training_with_the_standardised_preset_marks_every_checkpoint(tmp_path):
+    """Marked at every save, so an interrupted run's last.pt says it too (inference must standardise for it)."""
+    from detect.model import load_detector, trained_standardised
+
+    make_yolo_dataset(tmp_path / "yolo_set", per_split={"train": 8, "val": 4, "test": 2}, size=64)
+    registry = write_registry(tmp_path / "datasets.yaml", {"tiny": YOLO_ENTRY})
+    result = _cli("detect.train", "--registry", registry, "--hyp", "standardised", "--epochs", 2, "--imgsz", 64,
+                  "--batch", 4, "--project", tmp_path / "runs", "--name", "std", "--workers", 0)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    weights = tmp_path / "runs" / "std" / "weights"
+    assert trained_standardised(load_detector(weights / "best.pt"))
+    assert trained_standardised(load_detector(weights / "last.pt"))
