@@ -39,7 +39,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     model = parser.add_argument_group("model")
     model.add_argument("--model", default="yolov5n", help="yolov5n, yolov5s, yolov5m, a model .yaml, or a local .pt to fine-tune")
     model.add_argument("--hyp", default="default",
-                       help="augmentation preset in detect/hyp/ (default, scanner, boxsafe, mri) or a .yaml path; "
+                       help="augmentation preset in detect/hyp/ (default, standardised, scanner, boxsafe, mri) or a .yaml path; "
                             "see benchmarks/compare_recipes.py for how they compare")
     run = parser.add_argument_group("run")
     run.add_argument("--imgsz", type=int, default=320, help="training image size in pixels")
