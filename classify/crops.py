@@ -9,7 +9,7 @@ uses when it was trained that way. The rule travels inside every classifier chec
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import cv2
 import numpy as np
@@ -29,7 +29,7 @@ class CropRule:
 
     @classmethod
     def from_dict(cls, values: dict) -> "CropRule":
-        return cls(**{k: values[k] for k in ("size", "context", "min_side", "standardise") if k in values})
+        return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
 
 
 def slice_for_crops(image: np.ndarray, rule: CropRule) -> np.ndarray:

@@ -29,7 +29,8 @@ class MRIDetectionTrainer(DetectionTrainer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.preset = load_preset(os.environ.get(PRESET_ENV, "mri"))
-        if self.preset["input"].get("standardise"):
+        self.standardise = bool(self.preset["input"].get("standardise"))
+        if self.standardise:
             # every saved checkpoint says so, also an interrupted run's: inference must standardise for it too
             self.add_callback("on_model_save", _mark_checkpoints_standardised)
             self.add_callback("on_train_end", _mark_checkpoints_standardised)
@@ -43,7 +44,7 @@ class MRIDetectionTrainer(DetectionTrainer):
         intensity = self.preset["intensity"]
         if mode == "train" and intensity:
             _add_intensity_transform(dataset, MRIIntensity(**intensity, seed=self.args.seed), copy(self.args))
-        if self.preset["input"].get("standardise"):
+        if self.standardise:
             _standardise_loaded_images(dataset)
         return dataset
 

@@ -221,12 +221,12 @@ def localisation_by_type(results: list[ImageResult]) -> dict[str, dict]:
         pred_area = np.prod(result.pred_boxes[:, 2:] - result.pred_boxes[:, :2], axis=1) if len(result.pred_boxes) else None
         for index, (box, kind) in enumerate(zip(result.gt_boxes, result.gt_classes)):
             entry = tally.setdefault(kind, {"found": [], "touched": [], "area_ratio": [], "size": []})
+            gt_area = float(np.prod(box[2:] - box[:2]))
             entry["found"].append(claimed_by[index] >= 0)
-            entry["size"].append(float(np.sqrt(np.prod(box[2:] - box[:2]) / (result.width * result.height))))
+            entry["size"].append(float(np.sqrt(gt_area / (result.width * result.height))))
             touched = iou.shape[1] > 0 and iou[index].max() > 0
             entry["touched"].append(touched)
             if touched:
-                gt_area = float(np.prod(box[2:] - box[:2]))
                 entry["area_ratio"].append(float(pred_area[iou[index].argmax()]) / max(gt_area, 1e-9))
     return {kind: {"n_boxes": len(entry["found"]), "found": float(np.mean(entry["found"])),
                    "touched": float(np.mean(entry["touched"])), "area_ratio": _median(entry["area_ratio"]),
