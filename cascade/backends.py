@@ -1,7 +1,8 @@
 """Either head from PyTorch, ONNX or OpenVINO weights, told apart by the path the user gives.
 
 * detector: ``.pt`` (ultralytics checkpoint), ``.onnx`` or an ``*_openvino_model/`` folder, the last two as
-  ``tools/export.py`` writes them (ultralytics' own export); ultralytics runs all three.
+  ``tools/export.py`` writes them (ultralytics' own export); ultralytics runs all three. An exported detector
+  trained on standardised slices says so in its metadata (``detect.model.INPUT_KEY``), as its checkpoint did.
 * classifier: ``.pt`` (our checkpoint, ``classify.checkpoint``), ``.onnx`` or an ``*_openvino_model/`` folder.
   An exported classifier carries the checkpoint's contract (every key except the weights and training state:
   classes, input size, mean/std, crop rule, thresholds, ...) as JSON under ``CONTRACT_KEY`` in its metadata,
@@ -90,8 +91,12 @@ def load_detector(weights: str | Path):
         if not path.name.endswith(OPENVINO_SUFFIX):
             raise ExportedWeightsError(f"{weights}: an OpenVINO detector is a folder named *{OPENVINO_SUFFIX} "
                                        "(as tools/export.py writes it)")
-    detector_metadata(path)  # checks the file now: ultralytics would only fail at the first predict
-    return YOLO(str(path), task="detect")
+    from detect.model import INPUT_KEY, record_input
+
+    metadata = detector_metadata(path)  # checks the file now: ultralytics would only fail at the first predict
+    model = YOLO(str(path), task="detect")
+    record_input(model, metadata.get(INPUT_KEY))  # e.g. trained on standardised slices: predict_boxes does the same
+    return model
 
 
 def detector_metadata(path: str | Path) -> dict:

@@ -1,6 +1,7 @@
 """Exporting both heads for ONNX Runtime or OpenVINO (``tools/export.py`` is the command).
 
-The detector goes through ultralytics' own ONNX export; the classifier through ``torch.onnx.export`` with the
+The detector goes through ultralytics' own ONNX export, plus ``mri_input`` in its metadata when it was
+trained on standardised slices (``cascade.backends.load_detector`` reads it back); the classifier through ``torch.onnx.export`` with the
 softmax included, checked against PyTorch before it is kept, and carrying its checkpoint's contract as JSON
 in its metadata (``cascade.backends.CONTRACT_KEY``). OpenVINO models are the same graphs read by OpenVINO
 and saved as IR (fp32). Every file is moved into place whole.
@@ -21,15 +22,11 @@ OPSET = 17  # classifier graph; supported by onnxruntime >= 1.13 and OpenVINO 20
 def export_detector(weights: str | Path, out: Path, fmt: str = "onnx", imgsz: int | None = None) -> Path:
     """``out/detector.onnx`` (or ``out/detector_openvino_model/``) from an ultralytics ``.pt`` detector."""
     from cascade.backends import weights_format
-    from detect.model import load_detector, trained_image_size, trained_standardised
+    from detect.model import INPUT_KEY, STANDARDISED, load_detector, trained_image_size, trained_standardised
 
     if weights_format(weights) != "pytorch":
         raise ValueError(f"{weights}: export starts from a PyTorch detector (.pt), not an exported one")
     model = load_detector(weights)  # one-line error for a missing or foreign file
-    if trained_standardised(model):
-        # ultralytics' export metadata has no place for it, and an exported copy run on raw slices would be wrong
-        raise ValueError(f"{weights}: this detector was trained on standardised slices (--hyp standardised); "
-                         "exported detectors do not carry that yet, so run the .pt")
     with tempfile.TemporaryDirectory(dir=out, prefix=".export-") as work:
         # ultralytics writes the export beside the .pt it reads, so it reads a copy inside our scratch folder
         copy = Path(work) / "detector.pt"
@@ -45,6 +42,8 @@ def export_detector(weights: str | Path, out: Path, fmt: str = "onnx", imgsz: in
                                                                    device="cpu"))
         finally:
             LOGGER.setLevel(level)
+        if trained_standardised(model):  # cascade.backends.load_detector reads it back
+            _add_metadata(onnx_file, {INPUT_KEY: STANDARDISED})
         if fmt == "onnx":
             return _move(onnx_file, out / "detector.onnx")
         folder = Path(work) / "detector_openvino_model"
@@ -115,6 +114,17 @@ def _onnx_to_openvino(onnx_file: Path, xml: Path, rt_info: dict | None = None) -
     xml.parent.mkdir(parents=True, exist_ok=True)
     openvino.save_model(model, str(xml), compress_to_fp16=False)
     return xml
+
+
+def _add_metadata(onnx_file: Path, entries: dict[str, str]) -> None:
+    """Append keys to an ONNX model's metadata_props, keeping ultralytics' own (imgsz, names, stride, ...)."""
+    import onnx
+
+    graph = _load_onnx(onnx_file)
+    for key, value in entries.items():
+        prop = graph.metadata_props.add()
+        prop.key, prop.value = key, value
+    onnx.save(graph, str(onnx_file))
 
 
 def _load_onnx(path: Path):

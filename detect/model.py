@@ -75,8 +75,15 @@ def trained_image_size(model, default: int = 640) -> int:
 
 
 def trained_standardised(model) -> bool:
-    """Whether the detector was trained on ``mri.intensity.standardise``d slices (its checkpoint says so)."""
-    return (getattr(model, "ckpt", None) or {}).get(INPUT_KEY) == STANDARDISED
+    """Whether the detector was trained on ``mri.intensity.standardise``d slices: its checkpoint says so, or,
+    for an exported detector (no checkpoint), the export metadata that ``record_input`` passed on."""
+    recorded = vars(model).get(INPUT_KEY) or (getattr(model, "ckpt", None) or {}).get(INPUT_KEY)
+    return recorded == STANDARDISED
+
+
+def record_input(model, standardisation: str | None) -> None:
+    """Tell ``trained_standardised`` what an exported detector's metadata says about its input."""
+    vars(model)[INPUT_KEY] = standardisation
 
 
 def mark_standardised(checkpoint: str | Path) -> None:

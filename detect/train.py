@@ -38,9 +38,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     data.add_argument("--fraction", type=float, default=1.0, help="train on this fraction of the training images")
     model = parser.add_argument_group("model")
     model.add_argument("--model", default="yolov5n", help="yolov5n, yolov5s, yolov5m, a model .yaml, or a local .pt to fine-tune")
-    model.add_argument("--hyp", default="default",
-                       help="augmentation preset in detect/hyp/ (default, standardised, scanner, boxsafe, mri) or a .yaml path; "
-                            "see benchmarks/compare_recipes.py for how they compare")
+    model.add_argument("--hyp", default="standardised",
+                       help="augmentation preset in detect/hyp/ or a .yaml path (default: standardised, ultralytics' own "
+                            "augmentation on standardised slices; 'default' is ultralytics unchanged; also scanner, "
+                            "boxsafe, mri); see benchmarks/compare_recipes.py for how they compare")
     run = parser.add_argument_group("run")
     run.add_argument("--imgsz", type=int, default=320, help="training image size in pixels")
     run.add_argument("--epochs", type=int, default=30)

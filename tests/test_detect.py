@@ -39,7 +39,7 @@ def test_train_writes_a_run_with_weights_curves_and_resolved_args(trained_run):
     import yaml
 
     saved = yaml.safe_load((run / "cli_args.yaml").read_text())
-    assert saved["epochs"] == 2 and saved["hyp"] == "default" and saved["merged_data"].endswith("data.yaml")
+    assert saved["epochs"] == 2 and saved["hyp"] == "standardised" and saved["merged_data"].endswith("data.yaml")
 
 
 def test_a_second_run_with_the_same_name_never_overwrites(trained_run):

@@ -141,15 +141,40 @@ def test_export_weights_ships_an_fp16_classifier_that_gives_the_same_results(tin
         assert [d.tumor_prob for d in b] == pytest.approx([d.tumor_prob for d in a], abs=0.02)
 
 
-def test_export_refuses_a_detector_trained_on_standardised_slices(tiny_weights, tmp_path):
-    """An exported copy would be fed raw slices: refuse in one line rather than export a wrong detector."""
+@pytest.mark.slow
+def test_exported_standardised_detector_standardises_its_input_too(tiny_weights, tmp_path, monkeypatch):
+    """The export metadata carries the standardisation, so ONNX and OpenVINO copies are fed what the .pt is fed.
+    (The tiny detector's outputs barely depend on its input, so this checks the input it is given.)"""
     import shutil
 
-    from cascade.export import export_detector
-    from detect.model import mark_standardised
+    from cascade.backends import load_detector
+    from detect.model import predict_boxes, trained_standardised
+    from mri.intensity import standardise
 
     weights = tmp_path / "standardised.pt"
     shutil.copyfile(tiny_weights["det"], weights)
-    mark_standardised(weights)
-    with pytest.raises(ValueError, match="trained on standardised slices"):
-        export_detector(weights, tmp_path)
+    assert trained_standardised(load_detector(weights))  # detect.train's default
+    dim = (cascade_scans()[0] * 0.35).astype(np.uint8)
+    for fmt in ("onnx", "openvino"):
+        exported = load_detector(export_detector(weights, tmp_path, fmt))
+        assert trained_standardised(exported)
+        fed = []
+        monkeypatch.setattr(exported, "predict", lambda images, **kwargs: fed.extend(images) or [])
+        predict_boxes(exported, [dim], 96, 0.25, "cpu")
+        assert np.array_equal(fed[0], standardise(dim)) and not np.array_equal(fed[0], dim)
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    _unmark(weights, plain / "plain.pt")
+    assert not trained_standardised(load_detector(export_detector(plain / "plain.pt", plain)))
+
+
+def _unmark(weights, target):
+    """A copy of a detector checkpoint as plain ultralytics training would have saved it (no mri_input)."""
+    from ultralytics.nn.tasks import torch_safe_load
+
+    from detect.model import INPUT_KEY, ultralytics_safe_loading
+
+    with ultralytics_safe_loading():
+        state, _ = torch_safe_load(str(weights))
+    state.pop(INPUT_KEY)
+    torch.save(state, target)
