@@ -38,10 +38,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     data.add_argument("--fraction", type=float, default=1.0, help="train on this fraction of the training images")
     model = parser.add_argument_group("model")
     model.add_argument("--model", default="yolov5n", help="yolov5n, yolov5s, yolov5m, a model .yaml, or a local .pt to fine-tune")
-    model.add_argument("--hyp", default="standardised",
-                       help="augmentation preset in detect/hyp/ or a .yaml path (default: standardised, ultralytics' own "
-                            "augmentation on standardised slices; 'default' is ultralytics unchanged; also scanner, "
-                            "boxsafe, mri); see benchmarks/compare_recipes.py for how they compare")
+    model.add_argument("--hyp", default=None,
+                       help="augmentation preset in detect/hyp/ or a .yaml path: standardised (ultralytics' own "
+                            "augmentation on standardised slices), default (ultralytics unchanged), scanner, boxsafe, "
+                            "mri; see benchmarks/compare_recipes.py for how they compare. Default: standardised from "
+                            "scratch; for a .pt, the input it was trained on (standardised or default)")
     run = parser.add_argument_group("run")
     run.add_argument("--imgsz", type=int, default=320, help="training image size in pixels")
     run.add_argument("--epochs", type=int, default=30)
@@ -99,6 +100,19 @@ def check_resumable(last: Path) -> int:
     return epoch
 
 
+def preset_for_input(weights: str | Path) -> str:
+    """The preset that keeps a detector on the input it was trained on: converting one trained on raw slices to
+    standardised ones lost on the held-out source at equal budget (README), while standardised from scratch won."""
+    from detect.model import load_detector, trained_standardised
+
+    return "standardised" if trained_standardised(load_detector(weights)) else "default"
+
+
+def default_preset(source: str) -> str:
+    """--hyp when not given: ``standardised`` from scratch, the input of the weights when fine-tuning a .pt."""
+    return preset_for_input(source) if source.endswith(".pt") else "standardised"
+
+
 def saved_hyp(run: Path) -> str | None:
     """The augmentation preset a run was started with (its cli_args.yaml), or None when it has none."""
     import yaml
@@ -122,7 +136,7 @@ def resume(args) -> int:
         last = find_last_checkpoint(args.resume)
         epoch = check_resumable(last)
         run = last.parent.parent if last.parent.name == "weights" else last.parent
-        hyp = saved_hyp(run) or args.hyp
+        hyp = saved_hyp(run) or args.hyp or preset_for_input(last)
         load_preset(hyp)
     except (ResumeError, FileNotFoundError, ValueError) as error:
         print(error, file=sys.stderr)
@@ -149,8 +163,11 @@ def main(args) -> int:
     if args.resume:
         return resume(args)
     try:
-        preset = load_preset(args.hyp)
         source = model_source(args.model)
+        if args.hyp is None:
+            args.hyp = default_preset(source)
+            print(f"augmentation preset: {args.hyp} (--hyp to choose another)")
+        preset = load_preset(args.hyp)
         registry = load_registry(args.registry)
         from mri.merge import merge_datasets
 

@@ -35,6 +35,20 @@ SHARED_DATA = Path(os.environ.get("MRI_DATA_DIR", Path(__file__).resolve().paren
 needs_shared_data = pytest.mark.skipif(not (SHARED_DATA / "rf_mri4").is_dir(), reason="../shared/data not present")
 
 
+def plain_detector_copy(weights, target) -> Path:
+    """A copy of a detector checkpoint as plain ultralytics training would have saved it (no mri_input)."""
+    import torch
+    from ultralytics.nn.tasks import torch_safe_load
+
+    from detect.model import INPUT_KEY, ultralytics_safe_loading
+
+    with ultralytics_safe_loading():
+        state, _ = torch_safe_load(str(weights))
+    state.pop(INPUT_KEY, None)
+    torch.save(state, target)
+    return Path(target)
+
+
 @pytest.fixture
 def tiny_registry(tmp_path):
     """A registry with one tiny YOLO dataset and one tiny Roboflow-COCO dataset."""

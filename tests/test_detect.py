@@ -42,6 +42,24 @@ def test_train_writes_a_run_with_weights_curves_and_resolved_args(trained_run):
     assert saved["epochs"] == 2 and saved["hyp"] == "standardised" and saved["merged_data"].endswith("data.yaml")
 
 
+def test_fine_tuning_keeps_the_input_a_detector_was_trained_on_unless_told(trained_run, tmp_path):
+    """Without --hyp: standardised from scratch (the fixture's run), and a .pt trained on raw slices stays on raw
+    slices, since converting one lost on the held-out source; --hyp still chooses."""
+    from conftest import plain_detector_copy
+
+    plain = plain_detector_copy(trained_run.run / "weights" / "best.pt", tmp_path / "plain.pt")
+    assert detect_train.default_preset(str(plain)) == "default"
+    assert detect_train.default_preset(str(trained_run.run / "weights" / "best.pt")) == "standardised"
+    assert detect_train.default_preset("yolov5n.yaml") == "standardised"
+    result = _cli("detect.train", "--registry", trained_run.registry, "--model", plain, "--epochs", 1, "--imgsz", 64,
+                  "--batch", 4, "--project", tmp_path / "runs", "--name", "ft", "--workers", 0, "--no-plots")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "augmentation preset: default" in result.stdout
+    import yaml
+
+    assert yaml.safe_load((tmp_path / "runs" / "ft" / "cli_args.yaml").read_text())["hyp"] == "default"
+
+
 def test_a_second_run_with_the_same_name_never_overwrites(trained_run):
     result = _cli("detect.train", "--registry", trained_run.registry, "--epochs", 1, "--imgsz", 64, "--batch", 4,
                   "--project", trained_run.root / "runs", "--name", "tiny", "--workers", 0, "--fraction", 0.5)

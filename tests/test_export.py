@@ -9,7 +9,7 @@ import pytest
 import torch
 from synthetic import cascade_scans
 
-from conftest import run_tool
+from conftest import plain_detector_copy, run_tool
 
 from cascade.backends import CONTRACT_KEY, load_classifier
 from cascade.export import export_classifier, export_detector
@@ -164,17 +164,6 @@ def test_exported_standardised_detector_standardises_its_input_too(tiny_weights,
         assert np.array_equal(fed[0], standardise(dim)) and not np.array_equal(fed[0], dim)
     plain = tmp_path / "plain"
     plain.mkdir()
-    _unmark(weights, plain / "plain.pt")
-    assert not trained_standardised(load_detector(export_detector(plain / "plain.pt", plain)))
+    plain_weights = plain_detector_copy(weights, plain / "plain.pt")
+    assert not trained_standardised(load_detector(export_detector(plain_weights, plain)))
 
-
-def _unmark(weights, target):
-    """A copy of a detector checkpoint as plain ultralytics training would have saved it (no mri_input)."""
-    from ultralytics.nn.tasks import torch_safe_load
-
-    from detect.model import INPUT_KEY, ultralytics_safe_loading
-
-    with ultralytics_safe_loading():
-        state, _ = torch_safe_load(str(weights))
-    state.pop(INPUT_KEY)
-    torch.save(state, target)

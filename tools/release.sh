@@ -89,7 +89,7 @@ $PY benchmarks/compare_classifiers.py --only tf_efficientnet_lite0 --input-size 
 $PY tools/evaluate.py --data br35h --split all --det-weights "$HELD_DET" --no-fusion --no-tta \
     --cls-weights runs/bench/compare_classifiers_96/tf_efficientnet_lite0/best.pt --out runs/bench/heldout-geomean-96
 
-# 8. Input standardisation A/B (this release measured it; the shipped weights are unchanged by it).
+# 8. Input standardisation A/B.
 #    Detector: plain ultralytics vs the same on standardised slices, equal budget on the 2-core CPU (20 epochs,
 #    256 px, batch 64, seed 0, about 30 min an arm), trained on the compact copy and scored on the full-size images.
 for seed in 0 1; do
@@ -116,7 +116,31 @@ for arm in scanner default; do
       --cls-weights $HELD_CLS --no-fusion --tta --imgsz 320 --out runs/bench/heldout-tta-$arm-320
 done
 
-# 9. Measure the release's quality into runs/bench-<time>/ and write benchmarks/REPORT.md (the timing sections
-#    come from `make bench` on a quiet machine; this release kept those measured during its development).
+# 9. Converting the shipped detector to standardised input (not shipped): step 3's detector fine-tuned with
+#    `standardised` for 17 epochs on the 2-core CPU, the settings of step 4's `scanner` run (runs/detect/ship-cpu),
+#    its control at equal budget; scored on the test splits like the shipped one.
+MRI_DATA_DIR=runs/compact256 $PY -m detect.train --model $SHIP_DET --hyp standardised --imgsz 256 \
+    --epochs 17 --batch 32 --workers 2 --no-plots --name ship-std-cpu
+$PY -m detect.val --weights runs/detect/ship-std-cpu/weights/best.pt --out runs/eval-det/ship-std-cpu
+for d in rf_mri4 br35h rsna_axial; do
+  $PY tools/evaluate.py --data $d --split test --det-weights runs/detect/ship-std-cpu/weights/best.pt \
+      --out runs/eval-ship-std/$d
+done
+#    The same conversion on the held-out side, two seeds: step 8's plain arm (20 epochs, no br35h) continued for 8
+#    epochs with `default` or with `standardised` (equal budget), scored on all of br35h. The conversion lost.
+for seed in 0 1; do
+  for arm in default standardised; do
+    MRI_DATA_DIR=runs/compact256 $PY -m detect.train --hyp $arm --hold-out br35h --imgsz 256 --epochs 8 --batch 32 \
+        --model runs/bench/compare_std_cpu_seed$seed/arms/default@256/weights/last.pt --workers 2 --no-plots \
+        --seed $seed --name ft-heldout-s$seed-$arm
+    for flag in --no-tta --tta; do
+      $PY tools/evaluate.py --data br35h --split all --det-weights runs/detect/ft-heldout-s$seed-$arm/weights/last.pt \
+          --cls-weights $HELD_CLS --no-fusion $flag --out runs/bench/heldout-ft-s$seed-$arm$flag
+    done
+  done
+done
+
+# 10. Measure the release's quality into runs/bench-<time>/ and write benchmarks/REPORT.md (the timing sections
+#     come from `make bench` on a quiet machine; this release kept those measured during its development).
 make bench-quality COMPARE_DIR=runs/bench/compare_classifiers_128 HELDOUT_DIR=runs/bench/heldout-geomean-tta \
     RECIPES_DIR="runs/bench/compare_recipes_gpu_seed0 runs/bench/compare_std_cpu_seed0 runs/bench/compare_std_cpu_seed1"
