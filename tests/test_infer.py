@@ -61,7 +61,8 @@ def test_folder_writes_boxed_images_and_records(tiny_weights, scans, tmp_path):
     shipped = torch.load(tiny_weights["cls"], map_location="cpu", weights_only=True)["thresholds"]["default"]
     assert data["settings"]["cls_threshold"] == pytest.approx(shipped)  # the checkpoint's calibrated threshold
     assert data["settings"]["tta"] is True  # the default for PyTorch detector weights
-    assert data["settings"]["standardise"] == {"detector": False, "classifier": False}  # as these heads were trained
+    # as these heads were trained: detect.train standardises by default, classify.train does not
+    assert data["settings"]["standardise"] == {"detector": True, "classifier": False}
 
 
 def test_single_image_and_glob(tiny_weights, scans, tmp_path):
