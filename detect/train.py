@@ -102,7 +102,7 @@ def check_resumable(last: Path) -> int:
 
 def preset_for_input(weights: str | Path) -> str:
     """The preset that keeps a detector on the input it was trained on: converting one trained on raw slices to
-    standardised ones lost on the held-out source at equal budget (README), while standardised from scratch won."""
+    standardised ones tied on the held-out source at equal budget (README), while standardised from scratch won."""
     from detect.model import load_detector, trained_standardised
 
     return "standardised" if trained_standardised(load_detector(weights)) else "default"

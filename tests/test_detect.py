@@ -44,7 +44,7 @@ def test_train_writes_a_run_with_weights_curves_and_resolved_args(trained_run):
 
 def test_fine_tuning_keeps_the_input_a_detector_was_trained_on_unless_told(trained_run, tmp_path):
     """Without --hyp: standardised from scratch (the fixture's run), and a .pt trained on raw slices stays on raw
-    slices, since converting one lost on the held-out source; --hyp still chooses."""
+    slices, since converting one showed no gain on the held-out source; --hyp still chooses."""
     from conftest import plain_detector_copy
 
     plain = plain_detector_copy(trained_run.run / "weights" / "best.pt", tmp_path / "plain.pt")

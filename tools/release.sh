@@ -127,7 +127,7 @@ for d in rf_mri4 br35h rsna_axial; do
       --out runs/eval-ship-std/$d
 done
 #    The same conversion on the held-out side, two seeds: step 8's plain arm (20 epochs, no br35h) continued for 8
-#    epochs with `default` or with `standardised` (equal budget), scored on all of br35h. The conversion lost.
+#    epochs with `default` or with `standardised` (equal budget), scored on all of br35h: one seed each way.
 for seed in 0 1; do
   for arm in default standardised; do
     MRI_DATA_DIR=runs/compact256 $PY -m detect.train --hyp $arm --hold-out br35h --imgsz 256 --epochs 8 --batch 32 \
