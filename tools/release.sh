@@ -101,6 +101,9 @@ for seed in 0 1; do
         --cls-weights $HELD_CLS --no-fusion --tta --out runs/bench/heldout-tta-cpu$seed-$arm
   done
 done
+#    The known-source side of the standardised arm's gap (seed 0, test-time augmentation, as held-out above):
+$PY tools/evaluate.py --data rf_mri4 rsna_axial --split test --no-fusion --tta --cls-weights $HELD_CLS \
+    --det-weights runs/bench/compare_std_cpu_seed0/arms/standardised@256/weights/last.pt --out runs/bench/indist-std-cpu0--tta
 #    Classifier: step 7's 96-px Lite0 again with --standardise (same crops, proposals, epochs and seed).
 $PY benchmarks/compare_classifiers.py --only tf_efficientnet_lite0 --input-size 96 --epochs 8 --max-train-crops 2500 \
     --fit-fusion --proposals "$HELD_DET" --standardise --out runs/bench/compare_classifiers_96_std
