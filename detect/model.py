@@ -86,15 +86,22 @@ def record_input(model, standardisation: str | None) -> None:
     vars(model)[INPUT_KEY] = standardisation
 
 
+def checkpoint_state(checkpoint: str | Path) -> dict:
+    """The dict an ultralytics checkpoint holds (model, train_args, INPUT_KEY, ...), read with restricted loading."""
+    from ultralytics.nn.tasks import torch_safe_load
+
+    with ultralytics_safe_loading():
+        state, _ = torch_safe_load(str(checkpoint))
+    return state
+
+
 def mark_standardised(checkpoint: str | Path) -> None:
     """Record in a checkpoint that its detector was trained on standardised slices (atomically; once)."""
     import io
 
     import torch
-    from ultralytics.nn.tasks import torch_safe_load
 
-    with ultralytics_safe_loading():
-        state, _ = torch_safe_load(str(checkpoint))
+    state = checkpoint_state(checkpoint)
     if state.get(INPUT_KEY) == STANDARDISED:
         return
     state[INPUT_KEY] = STANDARDISED

@@ -38,12 +38,10 @@ needs_shared_data = pytest.mark.skipif(not (SHARED_DATA / "rf_mri4").is_dir(), r
 def plain_detector_copy(weights, target) -> Path:
     """A copy of a detector checkpoint as plain ultralytics training would have saved it (no mri_input)."""
     import torch
-    from ultralytics.nn.tasks import torch_safe_load
 
-    from detect.model import INPUT_KEY, ultralytics_safe_loading
+    from detect.model import INPUT_KEY, checkpoint_state
 
-    with ultralytics_safe_loading():
-        state, _ = torch_safe_load(str(weights))
+    state = checkpoint_state(weights)
     state.pop(INPUT_KEY, None)
     torch.save(state, target)
     return Path(target)
