@@ -3,8 +3,8 @@
 The detector goes through ultralytics' own ONNX export, plus ``mri_input`` in its metadata when it was
 trained on standardised slices (``cascade.backends.load_detector`` reads it back); the classifier through
 ``torch.onnx.export`` with the softmax included, checked against PyTorch before it is kept, and carrying its
-checkpoint's contract as JSON in its metadata (``cascade.backends.CONTRACT_KEY``). OpenVINO models are the same graphs read by OpenVINO
-and saved as IR (fp32). Every file is moved into place whole.
+checkpoint's contract as JSON in its metadata (``cascade.backends.CONTRACT_KEY``). OpenVINO models are the
+same graphs read by OpenVINO and saved as IR (fp32). Every file is moved into place whole.
 """
 
 from __future__ import annotations

@@ -172,9 +172,6 @@ for run in std-scratch std-scratch-cont; do
 done
 
 # 11. Measure the release's quality into runs/bench-<time>/ and write benchmarks/REPORT.md (the timing sections
-#     come from `make bench` on a quiet machine; this release kept those measured during its development). The
-#     held-out cascade is step 7's test-time-augmentation run again, by an evaluate.py that records the setting:
-$PY tools/evaluate.py --data br35h --split all --det-weights "$HELD_DET" --cls-weights $HELD_CLS --no-fusion --tta \
-    --out runs/bench/heldout-geomean-tta-2
-make bench-quality COMPARE_DIR=runs/bench/compare_classifiers_128 HELDOUT_DIR=runs/bench/heldout-geomean-tta-2 \
+#     come from `make bench` on a quiet machine; this release kept those measured during its development).
+make bench-quality COMPARE_DIR=runs/bench/compare_classifiers_128 HELDOUT_DIR=runs/bench/heldout-geomean-tta \
     RECIPES_DIR="runs/bench/compare_recipes_gpu_seed0 runs/bench/compare_std_cpu_seed0 runs/bench/compare_std_cpu_seed1"
