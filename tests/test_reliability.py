@@ -163,14 +163,16 @@ def test_a_crafted_detector_file_runs_nothing(tmp_path, how):
     assert message.startswith(str(weights)) and "invalid weights" in message and "\n" not in message
 
 
-def test_the_shipped_detector_still_loads_safely():
-    from detect.model import load_detector, trained_image_size
+@pytest.mark.parametrize("name, standardised", [("detector.pt", False), ("candidate/detector.pt", True)])
+def test_the_committed_detectors_still_load_safely(name, standardised):
+    from detect.model import load_detector, trained_image_size, trained_standardised
 
-    weights = PROJECT_ROOT / "weights" / "detector.pt"
+    weights = PROJECT_ROOT / "weights" / name
     if not weights.is_file():
-        pytest.skip("no shipped weights in this checkout")
+        pytest.skip(f"no weights/{name} in this checkout")
     model = load_detector(weights)
     assert trained_image_size(model) > 0
+    assert trained_standardised(model) == standardised  # what inference does to the slices depends on it
     (result,) = model.predict(np.zeros((64, 64, 3), np.uint8), imgsz=64, verbose=False)
     assert result.boxes is not None
 
