@@ -5,6 +5,10 @@
     python -m detect.train --device 0,1 --batch 64           # DistributedDataParallel on two GPUs
     python -m detect.train --resume runs/detect/yolov5n-320  # continue an interrupted run
 
+A run folder can be resumed on another machine (or after runs/merged/ was cleaned): when the merged
+data.yaml it trained on is gone, the same merge is rebuilt from its cli_args.yaml and this machine's
+registry (set MRI_DATA_DIR as the run had it, e.g. to a compact copy).
+
 Runs go to a new folder under runs/detect/ (ultralytics adds a number rather than overwrite); the
 resolved arguments are saved there as cli_args.yaml beside ultralytics' args.yaml.
 """
@@ -75,8 +79,9 @@ def find_last_checkpoint(run: str | Path) -> Path:
     return candidate
 
 
-def check_resumable(last: Path) -> int:
-    """The last finished epoch (0-based) of an interrupted run's ``last.pt``; ``ResumeError`` if it cannot go on.
+def check_resumable(last: Path) -> tuple[int, str]:
+    """The last finished epoch (0-based) of an interrupted run's ``last.pt`` and the data.yaml it trained on;
+    ``ResumeError`` if it cannot go on.
 
     The file is read with ultralytics' weights-only loading, so a damaged or crafted file is refused
     before ultralytics would, unresumable, start a new training on its own sample data instead.
@@ -92,12 +97,13 @@ def check_resumable(last: Path) -> int:
         detail = first_line(error).replace("ERROR ❌️", "").replace(str(last), "the file").strip()
         raise ResumeError(f"{last}: damaged or not a training checkpoint, cannot resume ({detail[:160]})") from None
     epoch = checkpoint.get("epoch", -1) if isinstance(checkpoint, dict) else -1
-    epochs = (checkpoint.get("train_args") or {}).get("epochs", 0) if isinstance(checkpoint, dict) else 0
-    if not isinstance(epoch, int) or epoch < 0 or checkpoint.get("optimizer") is None or epoch + 1 >= int(epochs or 0):
+    train_args = (checkpoint.get("train_args") or {}) if isinstance(checkpoint, dict) else {}
+    if not isinstance(epoch, int) or epoch < 0 or checkpoint.get("optimizer") is None \
+            or epoch + 1 >= int(train_args.get("epochs") or 0):
         run = last.parent.parent if last.parent.name == "weights" else last.parent
         raise ResumeError(f"{run}: this run is finished, there is nothing to resume; to train on from its weights, "
                           f"start a new run: python -m detect.train --model {run / 'weights' / 'best.pt'} --epochs N")
-    return epoch
+    return epoch, str(train_args.get("data") or "")
 
 
 def preset_for_input(weights: str | Path) -> str:
@@ -113,16 +119,35 @@ def default_preset(source: str) -> str:
     return preset_for_input(source) if source.endswith(".pt") else "standardised"
 
 
-def saved_hyp(run: Path) -> str | None:
-    """The augmentation preset a run was started with (its cli_args.yaml), or None when it has none."""
+def saved_cli_args(run: Path) -> dict:
+    """The flags a run was started with (its cli_args.yaml), or {} when it has none."""
     import yaml
 
     try:
         saved = yaml.safe_load((run / "cli_args.yaml").read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return {}
+    return saved if isinstance(saved, dict) else {}
+
+
+def merged_training_data(datasets=None, registry=None, typed=False, leakage_free=True, hold_out=None, **_):
+    """The merged dataset that these data flags train on (built once, then found in runs/merged/)."""
+    from mri.merge import merge_datasets
+
+    return merge_datasets(load_registry(registry), datasets, typed=typed, leakage_free=leakage_free, hold_out=hold_out)
+
+
+def rebuilt_training_data(run: Path, saved: dict, data: str) -> str | None:
+    """None while the run's data.yaml is still there; else the same merge rebuilt from the run's cli_args.yaml,
+    so a run copied to another machine, or whose runs/merged/ was cleaned, goes on."""
+    if data and Path(data).is_file():
         return None
-    hyp = saved.get("hyp") if isinstance(saved, dict) else None
-    return hyp if isinstance(hyp, str) and hyp else None
+    if not saved:
+        raise ResumeError(f"{run}: its training data {data or '(none recorded)'} is gone and the run has no "
+                          f"cli_args.yaml to rebuild it from")
+    merged = merged_training_data(**saved)
+    print(f"training data {data} is gone: rebuilt it as {merged.data_yaml}")
+    return str(merged.data_yaml)
 
 
 def resume(args) -> int:
@@ -134,17 +159,21 @@ def resume(args) -> int:
 
     try:
         last = find_last_checkpoint(args.resume)
-        epoch = check_resumable(last)
+        epoch, data = check_resumable(last)
         run = last.parent.parent if last.parent.name == "weights" else last.parent
-        hyp = saved_hyp(run) or args.hyp or preset_for_input(last)
+        saved = saved_cli_args(run)
+        hyp = saved.get("hyp") if isinstance(saved.get("hyp"), str) else None
+        hyp = hyp or args.hyp or preset_for_input(last)
         load_preset(hyp)
-    except (ResumeError, FileNotFoundError, ValueError) as error:
+        rebuilt = rebuilt_training_data(run, saved, data)
+    except (ResumeError, DatasetError, FileNotFoundError, ValueError) as error:
         print(error, file=sys.stderr)
         return 2
     print(f"resuming {run} after epoch {epoch + 1} with augmentation preset '{hyp}'")
     os.environ[PRESET_ENV] = hyp
     # save_dir: the run folder where it is now, even if it (or MRI_RUNS_DIR) moved since it started.
-    YOLO(str(last)).train(resume=True, trainer=MRIDetectionTrainer, save_dir=str(run))
+    YOLO(str(last)).train(resume=True, trainer=MRIDetectionTrainer, save_dir=str(run),
+                          **({"data": rebuilt} if rebuilt else {}))
     return 0
 
 
@@ -168,11 +197,7 @@ def main(args) -> int:
             args.hyp = default_preset(source)
             print(f"augmentation preset: {args.hyp} (--hyp to choose another)")
         preset = load_preset(args.hyp)
-        registry = load_registry(args.registry)
-        from mri.merge import merge_datasets
-
-        merged = merge_datasets(registry, args.datasets, typed=args.typed, leakage_free=args.leakage_free,
-                                hold_out=args.hold_out)
+        merged = merged_training_data(**vars(args))
     except (DatasetError, FileNotFoundError, ValueError) as error:
         print(error, file=sys.stderr)
         return 2

@@ -157,6 +157,39 @@ def test_resume_keeps_the_runs_own_preset(interrupted_run, tmp_path, monkeypatch
     assert seen["preset"] == "boxsafe" and seen["resume"] is True and seen["save_dir"] == str(run)
 
 
+def test_resume_rebuilds_the_merged_data_when_the_run_moved_to_a_machine_without_it(tiny_registry, tmp_path, capsys):
+    import shutil
+
+    from ultralytics import YOLO
+
+    from detect.engine import MRIDetectionTrainer
+    from mri.files import write_yaml
+
+    merged = detect_train.merged_training_data(registry=str(tiny_registry))
+
+    def interrupt(trainer):
+        if trainer.epoch == 0:
+            raise KeyboardInterrupt("simulated power cut")
+
+    model = YOLO("yolov5n.yaml")
+    model.add_callback("on_fit_epoch_end", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        model.train(trainer=MRIDetectionTrainer, data=str(merged.data_yaml), epochs=2, imgsz=64, batch=4, workers=0,
+                    device="cpu", project=str(tmp_path / "runs"), name="cut", plots=False)
+    run = tmp_path / "runs" / "cut"
+    shutil.rmtree(merged.root)  # the next machine has the run folder but not runs/merged/
+
+    resume = detect_train.get_args_parser().parse_args(["--resume", str(run)])
+    assert detect_train.main(resume) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(str(run)) and "is gone" in error and "cli_args.yaml" in error and "\n" not in error
+
+    write_yaml(run / "cli_args.yaml", {"registry": str(tiny_registry), "hyp": "standardised"})
+    assert detect_train.main(resume) == 0
+    assert (run / "results.csv").read_text().count("\n") == 3
+    assert merged.data_yaml.is_file()
+
+
 def test_typed_training_keeps_the_three_types(tiny_registry, monkeypatch, tmp_path):
     import yaml
     from ultralytics import YOLO
