@@ -105,13 +105,16 @@ def test_val_on_a_coco_file_given_by_path(trained_run, tmp_path):
 @pytest.fixture(scope="module")
 def interrupted_run(tmp_path_factory):
     """A two-epoch training cut after its first epoch, as a power cut would leave it."""
-    from ultralytics import YOLO
-
-    from detect.engine import MRIDetectionTrainer
-
     root = tmp_path_factory.mktemp("interrupted")
     data = make_yolo_dataset(root / "data", per_split={"train": 6, "val": 2}, size=64)
     (root / "data.yaml").write_text(f"path: {data}\ntrain: images/train\nval: images/val\nnames: [a, b, c]\n")
+    return _train_cut_after_one_epoch(root / "data.yaml", root / "runs")
+
+
+def _train_cut_after_one_epoch(data_yaml, project):
+    from ultralytics import YOLO
+
+    from detect.engine import MRIDetectionTrainer
 
     def interrupt(trainer):
         if trainer.epoch == 0:
@@ -120,10 +123,10 @@ def interrupted_run(tmp_path_factory):
     model = YOLO("yolov5n.yaml")
     model.add_callback("on_fit_epoch_end", interrupt)
     with pytest.raises(KeyboardInterrupt):
-        model.train(trainer=MRIDetectionTrainer, data=str(root / "data.yaml"), epochs=2, imgsz=64, batch=4,
-                    workers=0, device="cpu", project=str(root / "runs"), name="cut", plots=False)
-    assert (root / "runs" / "cut" / "weights" / "last.pt").is_file()
-    return root / "runs" / "cut"
+        model.train(trainer=MRIDetectionTrainer, data=str(data_yaml), epochs=2, imgsz=64, batch=4,
+                    workers=0, device="cpu", project=str(project), name="cut", plots=False)
+    assert (Path(project) / "cut" / "weights" / "last.pt").is_file()
+    return Path(project) / "cut"
 
 
 def _copy_run(run, tmp_path):
@@ -160,23 +163,10 @@ def test_resume_keeps_the_runs_own_preset(interrupted_run, tmp_path, monkeypatch
 def test_resume_rebuilds_the_merged_data_when_the_run_moved_to_a_machine_without_it(tiny_registry, tmp_path, capsys):
     import shutil
 
-    from ultralytics import YOLO
-
-    from detect.engine import MRIDetectionTrainer
     from mri.files import write_yaml
 
     merged = detect_train.merged_training_data(registry=str(tiny_registry))
-
-    def interrupt(trainer):
-        if trainer.epoch == 0:
-            raise KeyboardInterrupt("simulated power cut")
-
-    model = YOLO("yolov5n.yaml")
-    model.add_callback("on_fit_epoch_end", interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        model.train(trainer=MRIDetectionTrainer, data=str(merged.data_yaml), epochs=2, imgsz=64, batch=4, workers=0,
-                    device="cpu", project=str(tmp_path / "runs"), name="cut", plots=False)
-    run = tmp_path / "runs" / "cut"
+    run = _train_cut_after_one_epoch(merged.data_yaml, tmp_path / "runs")
     shutil.rmtree(merged.root)  # the next machine has the run folder but not runs/merged/
 
     resume = detect_train.get_args_parser().parse_args(["--resume", str(run)])
