@@ -53,7 +53,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     run.add_argument("--hours", type=float, default=None,
                      help="train for this long instead: the epoch count and schedule adapt after each epoch")
     run.add_argument("--batch", type=int, default=16, help="total batch size (split across GPUs under DDP)")
-    run.add_argument("--patience", type=int, default=20, help="stop after this many epochs without improvement")
+    run.add_argument("--patience", type=int, default=100,
+                     help="stop after this many epochs without improvement (0: never); ultralytics' default, since a "
+                          "run from a trained .pt starts a new schedule whose warm-up keeps validation mAP below its "
+                          "first epoch for about 20 epochs")
     run.add_argument("--no-val", dest="val", action="store_false",
                      help="validate only after the last epoch (faster; weights/last.pt is then the one to use)")
     run.add_argument("--no-plots", dest="plots", action="store_false", help="skip ultralytics' label and result plots")
