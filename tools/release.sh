@@ -171,7 +171,14 @@ MRI_DATA_DIR=runs/compact256 $PY -m detect.train --model runs/detect/std-scratch
 MRI_DATA_DIR=runs/compact256 $PY -m detect.train --model runs/detect/std-scratch-cont/weights/last.pt --hyp standardised \
     --imgsz 256 --hours 1.6 --batch 32 --workers 2 --no-plots --seed 0 --name std-scratch-cont2
 cp runs/detect/std-scratch-cont2/weights/best.pt weights/candidate/detector.pt
-for run in std-scratch std-scratch-cont std-scratch-cont2; do
+#     A fourth cycle from it, fitted to 1.3 h with early stopping off (a first try at 1.9 h stopped after 21 epochs:
+#     patience 20, then the default, counted from its first epoch, above the dip a new schedule's warm-up makes).
+MRI_DATA_DIR=runs/compact256 $PY -m detect.train --model weights/candidate/detector.pt --hyp standardised \
+    --imgsz 256 --hours 1.3 --batch 32 --workers 2 --no-plots --seed 0 --patience 0 --name std-scratch-cont3
+#     133 epochs in all: 0.852 / 0.604 on all test splits, but br35h's cascade 0.830, so the rule is missed again;
+#     its validation fitness is above the previous candidate's, so it replaces it.
+cp runs/detect/std-scratch-cont3/weights/best.pt weights/candidate/detector.pt
+for run in std-scratch std-scratch-cont std-scratch-cont2 std-scratch-cont3; do
   $PY -m detect.val --weights runs/detect/$run/weights/best.pt --out runs/eval-det/$run
   for d in rf_mri4 br35h rsna_axial; do
     $PY tools/evaluate.py --data $d --split test --det-weights runs/detect/$run/weights/best.pt --out runs/eval-$run/$d
