@@ -82,6 +82,11 @@ def find_last_checkpoint(run: str | Path) -> Path:
     return candidate
 
 
+def run_folder(last: Path) -> Path:
+    """The run folder of a ``last.pt``: the folder above ``weights/``, or the file's own folder."""
+    return last.parent.parent if last.parent.name == "weights" else last.parent
+
+
 def check_resumable(last: Path) -> tuple[int, str]:
     """The last finished epoch (0-based) of an interrupted run's ``last.pt`` and the data.yaml it trained on;
     ``ResumeError`` if it cannot go on.
@@ -103,7 +108,7 @@ def check_resumable(last: Path) -> tuple[int, str]:
     train_args = (checkpoint.get("train_args") or {}) if isinstance(checkpoint, dict) else {}
     if not isinstance(epoch, int) or epoch < 0 or checkpoint.get("optimizer") is None \
             or epoch + 1 >= int(train_args.get("epochs") or 0):
-        run = last.parent.parent if last.parent.name == "weights" else last.parent
+        run = run_folder(last)
         raise ResumeError(f"{run}: this run is finished, there is nothing to resume; to train on from its weights, "
                           f"start a new run: python -m detect.train --model {run / 'weights' / 'best.pt'} --epochs N")
     return epoch, str(train_args.get("data") or "")
@@ -145,9 +150,9 @@ def rebuilt_training_data(run: Path, saved: dict, data: str) -> str | None:
     so a run copied to another machine, or whose runs/merged/ was cleaned, goes on."""
     if data and Path(data).is_file():
         return None
+    data = data or "(none recorded)"
     if not saved:
-        raise ResumeError(f"{run}: its training data {data or '(none recorded)'} is gone and the run has no "
-                          f"cli_args.yaml to rebuild it from")
+        raise ResumeError(f"{run}: its training data {data} is gone and the run has no cli_args.yaml to rebuild it from")
     merged = merged_training_data(**saved)
     print(f"training data {data} is gone: rebuilt it as {merged.data_yaml}")
     return str(merged.data_yaml)
@@ -163,7 +168,7 @@ def resume(args) -> int:
     try:
         last = find_last_checkpoint(args.resume)
         epoch, data = check_resumable(last)
-        run = last.parent.parent if last.parent.name == "weights" else last.parent
+        run = run_folder(last)
         saved = saved_cli_args(run)
         hyp = saved.get("hyp") if isinstance(saved.get("hyp"), str) else None
         hyp = hyp or args.hyp or preset_for_input(last)
