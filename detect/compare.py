@@ -63,9 +63,9 @@ def train_arm(arm: Arm, out: Path, settings: dict) -> dict:
     """Train one arm unless an earlier call finished it; resume it if it was interrupted."""
     folder = arm_folder(out, arm)
     done = folder / FINISHED
-    if done.is_file():
-        return json.loads(done.read_text())
     last = folder / "weights" / "last.pt"
+    if done.is_file():  # the weights where they are now: the folder may have moved since (trained elsewhere)
+        return {**json.loads(done.read_text()), "weights": str(last)}
     command = ([sys.executable, "-m", "detect.train", "--resume", str(folder)] if last.is_file()
                else train_command(arm, out, settings))
     log = out / "logs" / f"{arm.name}.log"
