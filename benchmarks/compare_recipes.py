@@ -2,15 +2,16 @@
 
     python benchmarks/compare_recipes.py                                   # default, standardised, scanner at 256 px
     python benchmarks/compare_recipes.py --arms default scanner@320 --epochs 30 --device 0 --jobs 2
+    python benchmarks/compare_recipes.py --arms standardised standardised+yolov5s --device 0   # model size
     python benchmarks/compare_recipes.py --resume runs/bench/compare_recipes   # finish or re-score an earlier run
 
-Every arm (``PRESET`` or ``PRESET@IMGSZ``, presets in detect/hyp/) trains with ``python -m detect.train``
-on the registry without ``--hold-out`` (default br35h: mixed sizes, sequences and hospitals, the least like
-the others) and without every image the audit links to it; same epochs, batch, seed and fraction for all.
-Each arm's last.pt is scored on the leakage-free test splits of the training sources and on every image of
-the held-out source. Writes compare_recipes.json and .md to a new runs/bench/compare_recipes folder;
-``--resume`` skips finished arms, resumes interrupted ones and scores again (e.g. on full-size data after
-training on a compact copy). The first arm is the plain baseline: keep it ``default``.
+Every arm (``PRESET``, ``PRESET@IMGSZ`` or ``PRESET@IMGSZ+MODEL``, presets in detect/hyp/) trains with
+``python -m detect.train`` on the registry without ``--hold-out`` (default br35h: mixed sizes, sequences and
+hospitals, the least like the others) and without every image the audit links to it; same epochs, batch, seed
+and fraction for all. Each arm's last.pt is scored on the leakage-free test splits of the training sources and
+on every image of the held-out source. Writes compare_recipes.json and .md to a new runs/bench/compare_recipes
+folder; ``--resume`` skips finished arms, resumes interrupted ones and scores again (e.g. on full-size data
+after training on a compact copy). The first arm is the plain baseline: keep it ``default``.
 """
 
 from __future__ import annotations
@@ -31,10 +32,11 @@ SETTING_KEYS = ("model", "epochs", "batch", "fraction", "seed", "device", "worke
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--arms", nargs="+", default=DEFAULT_ARMS, help="PRESET or PRESET@IMGSZ; the first is the baseline")
+    parser.add_argument("--arms", nargs="+", default=DEFAULT_ARMS,
+                        help="PRESET, PRESET@IMGSZ or PRESET@IMGSZ+MODEL; the first is the baseline")
     parser.add_argument("--hold-out", nargs="+", default=["br35h"], help="registry datasets no arm trains on")
     parser.add_argument("--registry", default=None, help="datasets.yaml to read (default: the project's)")
-    parser.add_argument("--model", default="yolov5n")
+    parser.add_argument("--model", default="yolov5n", help="model of every arm that does not name one")
     parser.add_argument("--imgsz", type=int, default=256, help="image size of arms that do not name one")
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--batch", type=int, default=16)

@@ -1,11 +1,12 @@
 """Equal-budget comparison of detector training recipes, scored on a source none of them trained on.
 
 An arm is an augmentation preset (``detect/hyp/<name>.yaml``) at an image size, written ``preset`` or
-``preset@imgsz``. Every arm trains through ``python -m detect.train`` on the same data (all registry
-datasets but the held-out one, and without any image the audit links to it), with the same epochs, seed,
-batch and fraction, and validates only after the last epoch, so ``last.pt`` is the arm's result. Each is
-then scored on (a) the leakage-free test splits of the sources it trained on and (b) every image of the
-held-out source, with the same metrics as ``detect.val``.
+``preset@imgsz``, optionally with its own model (``preset@imgsz+yolov5s``; otherwise the comparison's). Every
+arm trains through ``python -m detect.train`` on the same data (all registry datasets but the held-out one,
+and without any image the audit links to it), with the same epochs, seed, batch and fraction, and validates
+only after the last epoch, so ``last.pt`` is the arm's result. Each is then scored on (a) the leakage-free
+test splits of the sources it trained on and (b) every image of the held-out source, with the same metrics as
+``detect.val``.
 """
 
 from __future__ import annotations
@@ -28,17 +29,21 @@ FINISHED = "finished.json"
 class Arm:
     preset: str
     imgsz: int
+    model: str | None = None  # None: the comparison's --model
 
     @property
     def name(self) -> str:
-        return f"{self.preset}@{self.imgsz}"
+        return f"{self.preset}@{self.imgsz}" + (f"+{self.model}" if self.model else "")
 
     @classmethod
     def parse(cls, spec: str, default_imgsz: int) -> "Arm":
-        preset, _, size = spec.partition("@")
-        if not preset or (size and not size.isdigit()):
-            raise ValueError(f"arm '{spec}': write it as PRESET or PRESET@IMGSZ (e.g. boxsafe@320)")
-        return cls(preset, int(size) if size else default_imgsz)
+        recipe, plus, model = spec.partition("+")
+        preset, _, size = recipe.partition("@")
+        # the name becomes a folder name, so a model is a name (yolov5s, yolov5s.yaml), not a path
+        if not preset or (size and not size.isdigit()) or (plus and (not model or "/" in model or "\\" in model)):
+            raise ValueError(f"arm '{spec}': write it as PRESET, PRESET@IMGSZ or PRESET@IMGSZ+MODEL "
+                             "(e.g. boxsafe@320, standardised@256+yolov5s)")
+        return cls(preset, int(size) if size else default_imgsz, model or None)
 
 
 def arm_folder(out: Path, arm: Arm) -> Path:
@@ -48,7 +53,7 @@ def arm_folder(out: Path, arm: Arm) -> Path:
 def train_command(arm: Arm, out: Path, settings: dict) -> list[str]:
     """The ``detect.train`` command line of one arm (an argument list: nothing goes through a shell)."""
     command = [sys.executable, "-m", "detect.train", "--hyp", arm.preset, "--imgsz", str(arm.imgsz),
-               "--model", settings["model"], "--epochs", str(settings["epochs"]), "--batch", str(settings["batch"]),
+               "--model", arm.model or settings["model"], "--epochs", str(settings["epochs"]), "--batch", str(settings["batch"]),
                "--fraction", str(settings["fraction"]), "--seed", str(settings["seed"]),
                "--device", str(settings["device"]), "--workers", str(settings["workers"]), "--no-val", "--no-plots",
                "--project", str(out / "arms"), "--name", arm.name]
@@ -64,8 +69,8 @@ def train_arm(arm: Arm, out: Path, settings: dict) -> dict:
     folder = arm_folder(out, arm)
     done = folder / FINISHED
     last = folder / "weights" / "last.pt"
-    if done.is_file():  # the weights where they are now: the folder may have moved since (trained elsewhere)
-        return {**json.loads(done.read_text()), "weights": str(last)}
+    if done.is_file():  # the arm and weights of this folder, wherever it is now (it may have been trained elsewhere)
+        return {**json.loads(done.read_text()), "arm": arm.name, "weights": str(last)}
     command = ([sys.executable, "-m", "detect.train", "--resume", str(folder)] if last.is_file()
                else train_command(arm, out, settings))
     log = out / "logs" / f"{arm.name}.log"
@@ -124,7 +129,7 @@ def render(report: dict) -> str:
         "# Detector recipes at equal budget",
         "",
         f"{report['date']}: trained on {report.get('trained_on', report['machine'])}, scored on {report['machine']}. "
-        f"Every arm: {s['model']}, {s['epochs']} epochs, batch {s['batch']}, "
+        f"Every arm: {s['model']} (unless its name adds `+MODEL`), {s['epochs']} epochs, batch {s['batch']}, "
         f"seed {s['seed']}, fraction {s['fraction']} of the training images, trained on the registry without "
         f"`{held}` (and without every image the audit links to it), `last.pt` scored. `in-distribution`: the "
         f"leakage-free test splits of the training sources; `held-out`: every image of `{held}`.",

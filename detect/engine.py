@@ -12,6 +12,7 @@ import types
 from copy import copy
 from pathlib import Path
 
+from filelock import FileLock
 from ultralytics.models.yolo.detect import DetectionTrainer
 
 from detect.augment import MRIIntensity
@@ -40,7 +41,10 @@ class MRIDetectionTrainer(DetectionTrainer):
         restore_torch_threads()
 
     def build_dataset(self, img_path: str, mode: str = "train", batch: int | None = None):
-        dataset = super().build_dataset(img_path, mode, batch)
+        # ultralytics scans the labels into labels/<split>.cache, shared by every run on this data: two runs
+        # started together (compare_recipes --jobs 2) would write it at once and one of them crash
+        with FileLock(Path(img_path).with_suffix(".lock")):
+            dataset = super().build_dataset(img_path, mode, batch)
         intensity = self.preset["intensity"]
         if mode == "train" and intensity:
             _add_intensity_transform(dataset, MRIIntensity(**intensity, seed=self.args.seed), copy(self.args))

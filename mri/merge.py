@@ -16,6 +16,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from filelock import FileLock
+
 from mri.files import write_csv, write_yaml
 from mri.offline import RUNS_DIR
 from mri.registry import LabeledImage, Registry
@@ -59,8 +61,10 @@ def merge_datasets(
     kept = sorted(n for n in (names or registry.datasets) if n not in (hold_out or []))
     tag = "-".join(kept) + ("-typed" if typed else "") + "".join(f"-without-{n}" for n in sorted(hold_out or []))
     root = Path(out_dir or RUNS_DIR / "merged") / f"{tag}-{digest[:12]}"
-    if not (root / "data.yaml").is_file():
-        _build(root, records, class_names, registry)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(root.with_name(root.name + ".lock")):  # runs started together build it once
+        if not (root / "data.yaml").is_file():
+            _build(root, records, class_names, registry)
     counts = {split: sum(r.split == split for r in records) for split in ("train", "val", "test")}
     return MergedDataset(root.resolve(), root.resolve() / "data.yaml", class_names, counts, unlisted)
 

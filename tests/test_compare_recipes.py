@@ -24,6 +24,18 @@ def test_arm_spec_names_preset_and_size():
         Arm.parse("boxsafe@big", 256)
 
 
+def test_an_arm_can_name_its_own_model_for_a_model_size_comparison(tmp_path):
+    arm = Arm.parse("standardised+yolov5s", 256)
+    assert arm == Arm("standardised", 256, "yolov5s") and arm.name == "standardised@256+yolov5s"
+    settings = {"model": "yolov5n", "epochs": 7, "batch": 16, "fraction": 1.0, "seed": 0, "device": "cpu",
+                "workers": 0, "hold_out": ["br35h"], "registry": None}
+    models = [c[c.index("--model") + 1] for c in (train_command(a, tmp_path, settings) for a in (Arm("standardised", 256), arm))]
+    assert models == ["yolov5n", "yolov5s"]
+    for spec in ("standardised+", "standardised+../weights/x.pt"):  # the name is a folder name: no paths
+        with pytest.raises(ValueError, match="PRESET@IMGSZ\\+MODEL"):
+            Arm.parse(spec, 256)
+
+
 def test_every_arm_trains_with_the_same_budget_and_never_validates_midway(tmp_path):
     settings = {"model": "yolov5n", "epochs": 7, "batch": 16, "fraction": 0.5, "seed": 3, "device": "cpu",
                 "workers": 0, "hold_out": ["br35h"], "registry": None}
@@ -82,7 +94,7 @@ def test_compare_recipes_trains_scores_and_resumes(tiny_registry, tmp_path):
     out = tmp_path / "compare"
     command = [sys.executable, "benchmarks/compare_recipes.py", "--registry", str(tiny_registry), "--hold-out", "tiny_coco",
                "--arms", "default", "boxsafe@64", "--imgsz", "96", "--epochs", "1", "--batch", "4", "--workers", "0",
-               "--out", str(out)]
+               "--jobs", "2", "--out", str(out)]  # both arms at once: one merged dataset, one label cache
     result = subprocess.run(command, cwd=PROJECT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((out / "compare_recipes.json").read_text())

@@ -303,6 +303,32 @@ def test_trainer_dataset_applies_intensity_augmentation_also_after_close_mosaic(
     assert not any(isinstance(t, MRIIntensity) for t in validation.transforms.transforms)
 
 
+def test_trainer_scans_labels_only_while_no_other_run_scans_the_same_split(tmp_path, monkeypatch):
+    import threading
+
+    from filelock import FileLock
+
+    from detect.engine import PRESET_ENV, MRIDetectionTrainer
+
+    monkeypatch.setenv(PRESET_ENV, "default")
+    data = make_yolo_dataset(tmp_path / "data", per_split={"train": 4, "val": 2}, size=64)
+    (tmp_path / "data.yaml").write_text(f"path: {data}\ntrain: images/train\nval: images/val\nnames: [a, b, c]\n")
+    trainer = MRIDetectionTrainer(overrides={"model": "yolov5n.yaml", "data": str(tmp_path / "data.yaml"), "imgsz": 64,
+                                             "project": str(tmp_path / "runs"), "name": "t", "device": "cpu"})
+    trainer.model = trainer.get_model(cfg="yolov5n.yaml", verbose=False)
+    built = []
+    other_run = FileLock(data / "images" / "train.lock")  # what a second training on this data holds while it scans
+    other_run.acquire()
+    worker = threading.Thread(target=lambda: built.append(
+        trainer.build_dataset(str(data / "images" / "train"), mode="train", batch=4)))
+    worker.start()
+    worker.join(timeout=2)
+    assert worker.is_alive() and not (data / "labels" / "train.cache").exists()  # waits for the other run
+    other_run.release()
+    worker.join(timeout=60)
+    assert len(built) == 1 and (data / "labels" / "train.cache").is_file()
+
+
 def _noisy_results(seed=0, n=30):
     rng = np.random.default_rng(seed)
     results = []

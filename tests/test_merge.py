@@ -68,3 +68,31 @@ def test_leakage_free_assignment_moves_images(tiny_registry, tmp_path):
     assert (merged.root / "images" / "test" / f"tiny_yolo__val__{first_val}").exists()
     unassigned = merge_datasets(load_registry(registry_path), leakage_free=False, out_dir=tmp_path / "merged")
     assert unassigned.counts == {"train": 9, "val": 6, "test": 6}
+
+
+def _merge_in_child(registry_path, out_dir, barrier):
+    barrier.wait()
+    merge_datasets(load_registry(registry_path), out_dir=out_dir)
+
+
+def test_two_runs_merging_the_same_data_at_once_both_get_the_whole_dataset(tiny_registry, tmp_path, monkeypatch):
+    import multiprocessing
+    import time
+
+    import mri.merge
+
+    original_link = mri.merge._link
+    monkeypatch.setattr(mri.merge, "_link", lambda *a: (time.sleep(0.02), original_link(*a)))  # widen the race
+    context = multiprocessing.get_context("fork")  # the children inherit the slowed _link
+    barrier = context.Barrier(2)
+    children = [context.Process(target=_merge_in_child, args=(tiny_registry, tmp_path / "merged", barrier))
+                for _ in range(2)]
+    for child in children:
+        child.start()
+    for child in children:
+        child.join(timeout=120)
+    assert [child.exitcode for child in children] == [0, 0]
+    merged = merge_datasets(load_registry(tiny_registry), out_dir=tmp_path / "merged")
+    with open(merged.root / "sources.csv") as handle:
+        assert len(list(csv.DictReader(handle))) == 21
+    assert sum(1 for _ in merged.root.glob("images/*/*")) == 21
