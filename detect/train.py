@@ -51,7 +51,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     run.add_argument("--imgsz", type=int, default=320, help="training image size in pixels")
     run.add_argument("--epochs", type=int, default=30)
     run.add_argument("--hours", type=float, default=None,
-                     help="train for this long instead: the epoch count and schedule adapt after each epoch")
+                     help="train for this long instead: the epoch count and schedule adapt after each epoch "
+                          "(ultralytics still picks its optimizer from --epochs: README)")
     run.add_argument("--batch", type=int, default=16, help="total batch size (split across GPUs under DDP)")
     run.add_argument("--patience", type=int, default=100,
                      help="stop after this many epochs without improvement (0: never); ultralytics' default, since a "

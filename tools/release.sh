@@ -195,7 +195,8 @@ $PY -m classify.val --weights runs/release-std4/classifier.pt --out runs/eval-re
 MRI_DATA_DIR=runs/compact256 $PY -m detect.train --model weights/candidate/detector.pt --hyp standardised \
     --imgsz 256 --hours 1.25 --batch 32 --workers 2 --no-plots --seed 0 --patience 0 --name std-scratch-cont4
 #     Then on one GPU (an H200): the 133-epoch candidate continued in one schedule, and yolov5s from scratch, side by
-#     side, each fitted to 0.125 h (61 and 58 epochs), under the same rule, written down again before the run.
+#     side, each fitted to 0.125 h (61 and 58 epochs; the 300 planned epochs make ultralytics pick MuSGD at lr 0.01,
+#     where the CPU cycles above got AdamW at 0.002), under the same rule, written down again before the run.
 #     The candidate: 0.867 / 0.601 on all test splits, br35h's cascade 0.845, so not shipped; its validation fitness
 #     (0.612 > 0.602) makes it the candidate. yolov5s: 0.868 / 0.622, br35h's cascade 0.830: not shipped, and not kept
 #     (it lost the model-size comparison below).
