@@ -61,6 +61,7 @@ def load_settings(args) -> tuple[dict, list[str]]:
 
 def main(args) -> int:
     from detect.compare import Arm, pick_winner, render, score_arm, train_arms, trained_on
+    from detect.engine import model_source
     from detect.evaluate import load_ground_truth
     from mri.splits import registry_records
 
@@ -68,6 +69,8 @@ def main(args) -> int:
     try:
         settings, arm_specs = load_settings(args)
         arms = [Arm.parse(spec, args.imgsz) for spec in arm_specs]
+        for model in {settings["model"], *(arm.model for arm in arms if arm.model)}:
+            model_source(model)  # a missing model fails here, not after the arms before it have trained
         registry = load_registry(settings.get("registry"))
         held_out = settings["hold_out"]
         seen = [name for name in registry.datasets if name not in held_out]
@@ -80,7 +83,8 @@ def main(args) -> int:
         print(error, file=sys.stderr)
         return 2
     out = resolve_path(args.resume) if args.resume else output_folder(args.out, "compare_recipes")
-    write_json(out / "settings.json", {"settings": settings, "arms": arm_specs})
+    # arms by full name (preset@imgsz[+model]), so --resume rebuilds them whatever its own --imgsz
+    write_json(out / "settings.json", {"settings": settings, "arms": [arm.name for arm in arms]})
     write_yaml(out / "args.yaml", vars(args))
     try:
         trained = train_arms(arms, out, settings, args.jobs)

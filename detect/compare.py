@@ -12,6 +12,7 @@ test splits of the sources it trained on and (b) every image of the held-out sou
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -38,9 +39,10 @@ class Arm:
     @classmethod
     def parse(cls, spec: str, default_imgsz: int) -> "Arm":
         recipe, plus, model = spec.partition("+")
-        preset, _, size = recipe.partition("@")
-        # the name becomes a folder name, so a model is a name (yolov5s, yolov5s.yaml), not a path
-        if not preset or (size and not size.isdigit()) or (plus and (not model or "/" in model or "\\" in model)):
+        preset, at, size = recipe.partition("@")
+        # the name becomes a folder name, so a model is a plain name (yolov5s, yolov5s.yaml), not a path
+        bad_model = plus and not re.fullmatch(r"[A-Za-z0-9_-]+(\.yaml)?", model)
+        if not preset or (at and not size.isdigit()) or bad_model:
             raise ValueError(f"arm '{spec}': write it as PRESET, PRESET@IMGSZ or PRESET@IMGSZ+MODEL "
                              "(e.g. boxsafe@320, standardised@256+yolov5s)")
         return cls(preset, int(size) if size else default_imgsz, model or None)

@@ -7,18 +7,20 @@ The augmentation preset travels to those workers in the MRI_DETECT_PRESET enviro
 
 from __future__ import annotations
 
+import contextlib
 import os
 import types
 from copy import copy
 from pathlib import Path
 
-from filelock import FileLock
+from ultralytics.data.utils import img2label_paths
 from ultralytics.models.yolo.detect import DetectionTrainer
 
 from detect.augment import MRIIntensity
 from detect.model import mark_standardised
 from detect.presets import load_preset
 from mri.cli import resolve_path
+from mri.files import lock_if_writable
 from mri.intensity import standardise
 from mri.offline import restore_torch_threads
 
@@ -43,7 +45,8 @@ class MRIDetectionTrainer(DetectionTrainer):
     def build_dataset(self, img_path: str, mode: str = "train", batch: int | None = None):
         # ultralytics scans the labels into labels/<split>.cache, shared by every run on this data: two runs
         # started together (compare_recipes --jobs 2) would write it at once and one of them crash
-        with FileLock(Path(img_path).with_suffix(".lock")):
+        cache_lock = _label_cache_lock(img_path)
+        with lock_if_writable(cache_lock) if cache_lock else contextlib.nullcontext():
             dataset = super().build_dataset(img_path, mode, batch)
         intensity = self.preset["intensity"]
         if mode == "train" and intensity:
@@ -51,6 +54,15 @@ class MRIDetectionTrainer(DetectionTrainer):
         if self.standardise:
             _standardise_loaded_images(dataset)
         return dataset
+
+
+def _label_cache_lock(img_path) -> Path | None:
+    """A lock beside the label cache ultralytics writes for an image folder; None for lists and list files."""
+    if not isinstance(img_path, (str, Path)) or not Path(img_path).is_dir():
+        return None
+    label_dir = Path(img2label_paths([str(Path(img_path) / "image.jpg")])[0]).parent
+    cache = label_dir.with_suffix(".cache")  # as ultralytics names it
+    return cache.with_name(cache.name + ".lock")
 
 
 def _standardise_loaded_images(dataset) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -10,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 import yaml
+from filelock import FileLock
 
 
 def write_atomic(path: str | Path, data: str | bytes) -> Path:
@@ -32,6 +34,22 @@ def write_atomic(path: str | Path, data: str | bytes) -> Path:
             raise
     os.replace(handle.name, path)
     return path
+
+
+@contextlib.contextmanager
+def lock_if_writable(path: str | Path):
+    """Hold an inter-process lock at ``path`` (runs started together take turns), or none where the folder cannot
+    be written: nothing is written there then either, so there is nothing to take turns for."""
+    lock = FileLock(path)
+    try:
+        lock.acquire()
+    except OSError:  # a read-only mount, another user's folder or lock file
+        yield
+        return
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def one_line(text: str) -> str:

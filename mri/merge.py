@@ -16,9 +16,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from filelock import FileLock
-
-from mri.files import write_csv, write_yaml
+from mri.files import lock_if_writable, write_csv, write_yaml
 from mri.offline import RUNS_DIR
 from mri.registry import LabeledImage, Registry
 from mri.splits import default_assignment_path, registry_records
@@ -61,10 +59,11 @@ def merge_datasets(
     kept = sorted(n for n in (names or registry.datasets) if n not in (hold_out or []))
     tag = "-".join(kept) + ("-typed" if typed else "") + "".join(f"-without-{n}" for n in sorted(hold_out or []))
     root = Path(out_dir or RUNS_DIR / "merged") / f"{tag}-{digest[:12]}"
-    root.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(root.with_name(root.name + ".lock")):  # runs started together build it once
-        if not (root / "data.yaml").is_file():
-            _build(root, records, class_names, registry)
+    if not (root / "data.yaml").is_file():
+        root.parent.mkdir(parents=True, exist_ok=True)
+        with lock_if_writable(root.with_name(root.name + ".lock")):  # runs started together build it once
+            if not (root / "data.yaml").is_file():
+                _build(root, records, class_names, registry)
     counts = {split: sum(r.split == split for r in records) for split in ("train", "val", "test")}
     return MergedDataset(root.resolve(), root.resolve() / "data.yaml", class_names, counts, unlisted)
 

@@ -31,9 +31,19 @@ def test_an_arm_can_name_its_own_model_for_a_model_size_comparison(tmp_path):
                 "workers": 0, "hold_out": ["br35h"], "registry": None}
     models = [c[c.index("--model") + 1] for c in (train_command(a, tmp_path, settings) for a in (Arm("standardised", 256), arm))]
     assert models == ["yolov5n", "yolov5s"]
-    for spec in ("standardised+", "standardised+../weights/x.pt"):  # the name is a folder name: no paths
+    for spec in ("standardised+", "standardised+../weights/x.pt", "standardised+yolov5s@320", "standardised@+yolov5s",
+                 "standardised+a+b", "standardised+C:x"):  # the name is a folder name: a plain model name only
         with pytest.raises(ValueError, match="PRESET@IMGSZ\\+MODEL"):
             Arm.parse(spec, 256)
+
+
+def test_a_missing_model_stops_the_comparison_before_any_arm_trains(tiny_registry, tmp_path):
+    out = tmp_path / "compare"
+    result = subprocess.run([sys.executable, "benchmarks/compare_recipes.py", "--registry", str(tiny_registry),
+                             "--hold-out", "tiny_coco", "--arms", "default", "scanner", "--model", "missing.pt", "--out", str(out)],
+                            cwd=PROJECT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "missing.pt" in result.stderr
+    assert not (out / "arms").exists()
 
 
 def test_every_arm_trains_with_the_same_budget_and_never_validates_midway(tmp_path):
@@ -107,4 +117,6 @@ def test_compare_recipes_trains_scores_and_resumes(tiny_registry, tmp_path):
     again = subprocess.run([sys.executable, "benchmarks/compare_recipes.py", "--resume", str(moved)], cwd=PROJECT,
                            capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
-    assert (moved / "logs" / "default@96.log").read_text().count("training data") == 1  # finished arms are not retrained
+    # the same arms at their own sizes (not this call's default --imgsz), none trained again
+    assert sorted(p.name for p in (moved / "arms").iterdir()) == ["boxsafe@64", "default@96"]
+    assert (moved / "logs" / "default@96.log").read_text().count("training data") == 1

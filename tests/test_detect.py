@@ -307,6 +307,7 @@ def test_trainer_scans_labels_only_while_no_other_run_scans_the_same_split(tmp_p
     import threading
 
     from filelock import FileLock
+    from ultralytics.models.yolo.detect import DetectionTrainer
 
     from detect.engine import PRESET_ENV, MRIDetectionTrainer
 
@@ -315,18 +316,32 @@ def test_trainer_scans_labels_only_while_no_other_run_scans_the_same_split(tmp_p
     (tmp_path / "data.yaml").write_text(f"path: {data}\ntrain: images/train\nval: images/val\nnames: [a, b, c]\n")
     trainer = MRIDetectionTrainer(overrides={"model": "yolov5n.yaml", "data": str(tmp_path / "data.yaml"), "imgsz": 64,
                                              "project": str(tmp_path / "runs"), "name": "t", "device": "cpu"})
-    trainer.model = trainer.get_model(cfg="yolov5n.yaml", verbose=False)
-    built = []
-    other_run = FileLock(data / "images" / "train.lock")  # what a second training on this data holds while it scans
+    scanning = threading.Event()  # set when ultralytics' own dataset build (the label scan) starts
+    monkeypatch.setattr(DetectionTrainer, "build_dataset", lambda *a, **k: scanning.set() or "dataset")
+    other_run = FileLock(data / "labels" / "train.cache.lock")  # what a second run holds while it scans this split
     other_run.acquire()
-    worker = threading.Thread(target=lambda: built.append(
-        trainer.build_dataset(str(data / "images" / "train"), mode="train", batch=4)))
+    built = []
+    worker = threading.Thread(target=lambda: built.append(trainer.build_dataset(str(data / "images" / "train"))))
     worker.start()
-    worker.join(timeout=2)
-    assert worker.is_alive() and not (data / "labels" / "train.cache").exists()  # waits for the other run
+    assert not scanning.wait(timeout=1)  # waits for the other run
     other_run.release()
     worker.join(timeout=60)
-    assert len(built) == 1 and (data / "labels" / "train.cache").is_file()
+    assert scanning.is_set() and built == ["dataset"]
+
+
+def test_a_lock_in_a_folder_that_cannot_be_written_is_skipped(tmp_path, monkeypatch):
+    from filelock import FileLock
+
+    from mri.files import lock_if_writable
+
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self.lock_file))
+
+    monkeypatch.setattr(FileLock, "acquire", refuse)  # as on a read-only mount or another user's folder
+    ran = []
+    with lock_if_writable(tmp_path / "x.lock"):
+        ran.append(True)
+    assert ran == [True]
 
 
 def _noisy_results(seed=0, n=30):
