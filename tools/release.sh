@@ -156,6 +156,20 @@ for arm in "compare_std_cpu_seed0/arms/standardised@256" "mosaic-cpu-seed0/std-m
       --out "runs/bench/indist-$(basename "$arm")"
 done
 
+# A detector scored as it would ship: a classifier trained on its own proposals (step 4's command), the pair exported
+# to runs/release-NAME, its cascade evaluated on each test split and the classifier on the test crops.
+matched_pair() {  # DETECTOR_WEIGHTS NAME
+  $PY -m classify.train --arch tf_efficientnet_lite0 --input-size 96 --epochs 6 --max-train-crops 11885 \
+      --proposals "$1" --name "lite0-96-proposals-$2"
+  $PY tools/export_weights.py --detector "$1" --classifier "runs/classify/lite0-96-proposals-$2/best.pt" \
+      --out "runs/release-$2"
+  for d in rf_mri4 br35h rsna_axial; do
+    $PY tools/evaluate.py --data $d --split test --det-weights "runs/release-$2/detector.pt" \
+        --cls-weights "runs/release-$2/classifier.pt" --out "runs/eval-release-$2/$d"
+  done
+  $PY -m classify.val --weights "runs/release-$2/classifier.pt" --out "runs/eval-release-$2/classify-val"
+}
+
 # 10. A detector from scratch with `standardised` (the recipe that beat plain ultralytics on the held-out source in
 #     both seeds, step 8) at the plain baseline's budget on this 2-core CPU (1.38 h; 34 epochs at 256 px took 1.30 h),
 #     scored like the shipped one; then more epochs from it, each cycle with a new schedule. None has reached the
@@ -181,15 +195,7 @@ cp runs/detect/std-scratch-cont3/weights/best.pt weights/candidate/detector.pt
 #     Scored again with a classifier trained on its own proposals (step 4's command), as a cascade ships. Rule, written
 #     before: every split's cascade >= 0.85 / 0.55 and type accuracy >= 0.93 on rf_mri4 and rsna_axial. Missed on br35h
 #     (0.830 again) and rsna_axial's type accuracy (0.923), so the shipped pair stays.
-$PY -m classify.train --arch tf_efficientnet_lite0 --input-size 96 --epochs 6 --max-train-crops 11885 \
-    --proposals runs/detect/std-scratch-cont3/weights/best.pt --name lite0-96-proposals-std
-$PY tools/export_weights.py --detector runs/detect/std-scratch-cont3/weights/best.pt \
-    --classifier runs/classify/lite0-96-proposals-std/best.pt --out runs/release-std4
-for d in rf_mri4 br35h rsna_axial; do
-  $PY tools/evaluate.py --data $d --split test --det-weights runs/release-std4/detector.pt \
-      --cls-weights runs/release-std4/classifier.pt --out runs/eval-release-std4/$d
-done
-$PY -m classify.val --weights runs/release-std4/classifier.pt --out runs/eval-release-std4/classify-val
+matched_pair runs/detect/std-scratch-cont3/weights/best.pt std4
 #     A fifth cycle from the candidate, fitted to 1.25 h (32 epochs, 165 in all), under the fourth cycle's rule: 0.854 / 0.604
 #     on all test splits, br35h's cascade 0.828, so not shipped; validation fitness 0.599 < 0.602, so the candidate stays.
 MRI_DATA_DIR=runs/compact256 $PY -m detect.train --model weights/candidate/detector.pt --hyp standardised \
@@ -219,14 +225,7 @@ $PY benchmarks/compare_recipes.py --resume runs/bench/heldout-size
 #     accuracy is 0.923 < 0.93, so the pair rule fails and the shipped pair stays.
 MRI_DATA_DIR=runs/compact256 $PY -m detect.train --model weights/candidate/detector.pt --hyp standardised --imgsz 256 \
     --epochs 300 --hours 1.0 --batch 64 --workers 2 --no-plots --seed 0 --patience 0 --name std-cpu-cont6
-$PY -m classify.train --arch tf_efficientnet_lite0 --input-size 96 --epochs 6 --max-train-crops 11885 \
-    --proposals runs/detect/std-cpu-cont6/weights/best.pt --name lite0-96-proposals-c6
-$PY tools/export_weights.py --detector runs/detect/std-cpu-cont6/weights/best.pt \
-    --classifier runs/classify/lite0-96-proposals-c6/best.pt --out runs/release-c6
-for d in rf_mri4 br35h rsna_axial; do
-  $PY tools/evaluate.py --data $d --split test --det-weights runs/release-c6/detector.pt \
-      --cls-weights runs/release-c6/classifier.pt --out runs/eval-release-c6/$d
-done
+matched_pair runs/detect/std-cpu-cont6/weights/best.pt c6
 for run in std-scratch std-scratch-cont std-scratch-cont2 std-scratch-cont3 std-scratch-cont4 std-gpu-cont std-gpu-s std-cpu-cont6; do
   $PY -m detect.val --weights runs/detect/$run/weights/best.pt --out runs/eval-det/$run
   for d in rf_mri4 br35h rsna_axial; do
