@@ -55,8 +55,8 @@ def arm_folder(out: Path, arm: Arm) -> Path:
 def train_command(arm: Arm, out: Path, settings: dict) -> list[str]:
     """The ``detect.train`` command line of one arm (an argument list: nothing goes through a shell)."""
     command = [sys.executable, "-m", "detect.train", "--hyp", arm.preset, "--imgsz", str(arm.imgsz),
-               "--model", arm.model or settings["model"], "--epochs", str(settings["epochs"]), "--batch", str(settings["batch"]),
-               "--fraction", str(settings["fraction"]), "--seed", str(settings["seed"]),
+               "--model", arm.model or settings["model"], "--epochs", str(settings["epochs"]),
+               "--batch", str(settings["batch"]), "--fraction", str(settings["fraction"]), "--seed", str(settings["seed"]),
                "--device", str(settings["device"]), "--workers", str(settings["workers"]), "--no-val", "--no-plots",
                "--project", str(out / "arms"), "--name", arm.name]
     if settings.get("hold_out"):

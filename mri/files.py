@@ -44,12 +44,12 @@ def lock_if_writable(path: str | Path):
     try:
         lock.acquire()
     except OSError:  # a read-only mount, another user's folder or lock file
-        yield
-        return
+        lock = None
     try:
         yield
     finally:
-        lock.release()
+        if lock is not None:
+            lock.release()
 
 
 def one_line(text: str) -> str:
