@@ -45,8 +45,7 @@ class MRIDetectionTrainer(DetectionTrainer):
     def build_dataset(self, img_path: str, mode: str = "train", batch: int | None = None):
         # ultralytics scans the labels into labels/<split>.cache, shared by every run on this data: two runs
         # started together (compare_recipes --jobs 2) would write it at once and one of them crash
-        cache_lock = _label_cache_lock(img_path)
-        with lock_if_writable(cache_lock) if cache_lock else contextlib.nullcontext():
+        with _label_cache_lock(img_path):
             dataset = super().build_dataset(img_path, mode, batch)
         intensity = self.preset["intensity"]
         if mode == "train" and intensity:
@@ -56,13 +55,13 @@ class MRIDetectionTrainer(DetectionTrainer):
         return dataset
 
 
-def _label_cache_lock(img_path) -> Path | None:
-    """A lock beside the label cache ultralytics writes for an image folder; None for lists and list files."""
+def _label_cache_lock(img_path):
+    """A lock beside the label cache ultralytics writes for an image folder; no lock for lists and list files."""
     if not isinstance(img_path, (str, Path)) or not Path(img_path).is_dir():
-        return None
+        return contextlib.nullcontext()
     label_dir = Path(img2label_paths([str(Path(img_path) / "image.jpg")])[0]).parent
     cache = label_dir.with_suffix(".cache")  # as ultralytics names it
-    return cache.with_name(cache.name + ".lock")
+    return lock_if_writable(cache.with_name(cache.name + ".lock"))
 
 
 def _standardise_loaded_images(dataset) -> None:

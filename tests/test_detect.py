@@ -329,21 +329,6 @@ def test_trainer_scans_labels_only_while_no_other_run_scans_the_same_split(tmp_p
     assert scanning.is_set() and built == ["dataset"]
 
 
-def test_a_lock_in_a_folder_that_cannot_be_written_is_skipped(tmp_path, monkeypatch):
-    from filelock import FileLock
-
-    from mri.files import lock_if_writable
-
-    def refuse(self, *args, **kwargs):
-        raise PermissionError(13, "Permission denied", str(self.lock_file))
-
-    monkeypatch.setattr(FileLock, "acquire", refuse)  # as on a read-only mount or another user's folder
-    ran = []
-    with lock_if_writable(tmp_path / "x.lock"):
-        ran.append(True)
-    assert ran == [True]
-
-
 def _noisy_results(seed=0, n=30):
     rng = np.random.default_rng(seed)
     results = []

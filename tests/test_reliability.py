@@ -281,3 +281,18 @@ def test_relative_paths_follow_one_rule_from_any_folder(tmp_path, monkeypatch):
     mine.parent.mkdir(parents=True)
     mine.write_bytes(b"x")
     assert list_files("demo/scans") == [mine]  # the user's own folder wins
+
+
+def test_a_lock_in_a_folder_that_cannot_be_written_is_skipped(tmp_path, monkeypatch):
+    from filelock import FileLock
+
+    from mri.files import lock_if_writable
+
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self.lock_file))
+
+    monkeypatch.setattr(FileLock, "acquire", refuse)  # as on a read-only mount or another user's folder
+    ran = []
+    with lock_if_writable(tmp_path / "x.lock"):
+        ran.append(True)
+    assert ran == [True]
