@@ -73,7 +73,7 @@ class Cascade:
              device: str = "cpu", cls_threshold: float | None = None, tta: bool | None = None) -> "Cascade":
         """Both heads from ``.pt``, ``.onnx`` or OpenVINO weights (each head in any format); ``WeightsError``
         or ``mri.cli.DeviceError`` in one line. ``tta=None``: test-time augmentation where the detector
-        supports it (PyTorch weights), as the held-out A/B chose (README, "Test-time augmentation")."""
+        supports it (PyTorch weights), as the held-out A/B chose (docs/generalisation.md, "Test-time augmentation")."""
         from cascade.backends import (ExportedWeightsError, detector_image_size, keep_detector_threads, load_classifier,
                                       load_detector, weights_format)
 

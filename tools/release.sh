@@ -173,7 +173,7 @@ matched_pair() {  # DETECTOR_WEIGHTS NAME
 # 10. A detector from scratch with `standardised` (the recipe that beat plain ultralytics on the held-out source in
 #     both seeds, step 8) at the plain baseline's budget on this 2-core CPU (1.38 h; 34 epochs at 256 px took 1.30 h),
 #     scored like the shipped one; then more epochs from it, each cycle with a new schedule. None has reached the
-#     shipped detector on the test splits yet, so none is shipped (README, "Standardised from scratch on the CPU").
+#     shipped detector on the test splits yet, so none is shipped (docs/generalisation.md, "Standardised from scratch on the CPU").
 MRI_DATA_DIR=runs/compact256 $PY -m detect.train --model yolov5n --hyp standardised --imgsz 256 --epochs 34 --batch 32 \
     --workers 2 --no-plots --seed 0 --name std-scratch
 MRI_DATA_DIR=runs/compact256 $PY -m detect.train --model runs/detect/std-scratch/weights/best.pt --hyp standardised \
