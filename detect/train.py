@@ -45,7 +45,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     model.add_argument("--hyp", default=None,
                        help="augmentation preset in detect/hyp/ or a .yaml path: standardised (ultralytics' own "
                             "augmentation on standardised slices), default (ultralytics unchanged), scanner, boxsafe, "
-                            "mri; see benchmarks/compare_recipes.py for how they compare. Default: standardised from "
+                            "mri; see benchmarks/compare_recipes.py for how they compare; standardised-continue adds a "
+                            "no-warm-up schedule for continuing a standardised .pt. Default: standardised from "
                             "scratch; for a .pt, the input it was trained on (standardised or default)")
     run = parser.add_argument_group("run")
     run.add_argument("--imgsz", type=int, default=320, help="training image size in pixels")

@@ -240,6 +240,21 @@ def test_multi_gpu_device_reaches_ultralytics_ddp(monkeypatch, tiny_registry):
     assert captured["amp"] is True and captured["single_cls"] is True
 
 
+def test_continuing_preset_sends_its_schedule_to_ultralytics(monkeypatch, tiny_registry):
+    """`--hyp standardised-continue` trains with its own optimizer and no warm-up, on standardised slices."""
+    captured = {}
+    from ultralytics import YOLO
+
+    monkeypatch.setattr(YOLO, "train", lambda self, **kwargs: captured.update(kwargs))
+    monkeypatch.setenv("MRI_DETECT_PRESET", "default")  # main() sets it: restored after the test
+    args = detect_train.get_args_parser().parse_args(
+        ["--registry", str(tiny_registry), "--hyp", "standardised-continue", "--name", "continue"])
+    assert detect_train.main(args) == 0
+    assert (captured["optimizer"], captured["lr0"], captured["warmup_epochs"]) == ("SGD", 0.002, 0)
+    assert os.environ["MRI_DETECT_PRESET"] == "standardised-continue"
+    assert load_preset(os.environ["MRI_DETECT_PRESET"])["input"] == {"standardise": True}
+
+
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without a GPU")
 @pytest.mark.parametrize("module, flags", [("detect.train", []), ("detect.val", ["--weights", "none.pt"]),
                                            ("classify.train", []), ("classify.val", ["--weights", "none.pt"])])
