@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from mri.metrics import (ImageResult, coco_map, f1_score, fp_per_image_at_sensitivity, froc, localisation_by_type,
+                          map50_interval,
                          match_greedy)
 
 EVAL_CONF = 0.005  # low, so the curves (mAP, FROC) see nearly every box
@@ -59,6 +60,7 @@ def figures(results: list[ImageResult], operating: list[ImageResult], types: lis
     return {
         "map50": agnostic["map50"],
         "map50_95": agnostic["map50_95"],
+        "map50_ci95": map50_interval(results),
         "typed_map50": typed_map,
         "sens_at_fp": curve,
         "fp_per_image_at_sens90": fp_per_image_at_sensitivity(results, 0.9),

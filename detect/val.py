@@ -22,6 +22,7 @@ from mri.cli import check_device, resolve_path, seed_everything
 from mri.files import OutputError, new_run_dir, output_dir, write_json, write_yaml
 from mri.offline import RUNS_DIR
 from mri.registry import DatasetError, load_registry
+from mri.reporting import fmt_interval
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -73,7 +74,8 @@ def main(args) -> int:
           f"P {overall['precision']:.3f} R {overall['recall']:.3f} at conf {args.conf}; "
           f"sensitivity at 1 FP/image {overall['sens_at_fp']['1']:.3f}")
     for dataset, figures in metrics["per_dataset"].items():
-        print(f"  {dataset}: mAP50 {figures['coco']['map50']:.3f}, mAP50-95 {figures['coco']['map50_95']:.3f}, "
+        print(f"  {dataset}: mAP50 {figures['coco']['map50']:.3f} (95% interval {fmt_interval(figures['map50_ci95'])}), "
+              f"mAP50-95 {figures['coco']['map50_95']:.3f}, "
               f"sens@1FP {figures['sens_at_fp']['1']:.3f} ({figures['n_images']} images)")
     print(f"results in {out}")
     return 0

@@ -12,6 +12,11 @@ def fmt(value, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
+def fmt_interval(interval, digits: int = 3) -> str:
+    """A [low, high] interval for a Markdown table or a log line; 'n/a' where it is undefined."""
+    return "n/a" if interval is None else f"{interval[0]:.{digits}f}-{interval[1]:.{digits}f}"
+
+
 def machine(device: str = "cpu") -> str:
     cores = f"{platform.machine()}, {os.cpu_count()} cores"
     return f"{cores}, no GPU" if device == "cpu" else f"{cores}, device {device}"

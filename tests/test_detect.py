@@ -364,6 +364,23 @@ def test_pycocotools_and_ultralytics_map_agree_on_the_same_predictions():
     assert abs(ours["map50_95"] - theirs["map50_95"]) < 0.03
 
 
+def test_map50_interval_is_centred_on_the_coco_figure_and_narrows_with_more_images():
+    from mri.metrics import ap50_from_hits, map50_interval, match_greedy
+
+    results = [r for r in _noisy_results(n=48) if (r.pred_boxes[:, 2:] > r.pred_boxes[:, :2]).all()][:40]
+    hits = [match_greedy(r)[0] for r in results]  # (pycocotools ignores a box of negative area: none here)
+    recomputed = ap50_from_hits(np.concatenate([r.pred_scores for r in results]), np.concatenate(hits),
+                                sum(len(r.gt_boxes) for r in results))
+    assert recomputed == pytest.approx(coco_map(results)["map50"], abs=1e-9)  # the bootstrap resamples this figure
+    low, high = map50_interval(results)
+    assert low < coco_map(results)["map50"] < high
+    more_low, more_high = map50_interval(results + _noisy_results(seed=1, n=360))
+    assert more_high - more_low < (high - low) / 2  # 10x the images: about a third of the width
+    assert map50_interval(results, seed=3) == map50_interval(results, seed=3)
+    no_tumours = [ImageResult("a", "d", 100, 100, np.zeros((0, 4), np.float32), [])]
+    assert map50_interval(no_tumours) is None
+
+
 def test_perfect_predictions_score_one():
     results = [ImageResult("a", "d", 100, 100, np.array([[10, 10, 50, 50]], np.float32), ["tumor"],
                            np.array([[10, 10, 50, 50]], np.float32), np.array([0.9], np.float32), ["tumor"])]
