@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from mri.metrics import (ImageResult, coco_map, f1_score, fp_per_image_at_sensitivity, froc, localisation_by_type,
-                          map50_interval,
-                         match_greedy)
+                         map50_interval, match_greedy, overall_and_per_dataset, paired_map50_difference)
 
 EVAL_CONF = 0.005  # low, so the curves (mAP, FROC) see nearly every box
 
@@ -85,6 +84,28 @@ def compare(detector: list[ImageResult], cascade: list[ImageResult], detector_sh
     for name in sorted({r.dataset for r in detector}):
         per_dataset[name] = both([i for i, r in enumerate(detector) if r.dataset == name])
     return {**everything, "per_dataset": per_dataset}
+
+
+def load_for_evaluation(det_weights, cls_weights, imgsz=None, device="cpu", threshold=None, tta=None, fusion=True):
+    """The cascade as ``tools/evaluate.py`` scores it: every box down to ``EVAL_CONF`` for the curves, and the
+    classifier's fitted fusion unless ``fusion`` is off (then the geometric mean ranks its boxes)."""
+    from cascade.pipeline import Cascade
+
+    cascade = Cascade.load(det_weights, cls_weights, EVAL_CONF, imgsz, device, threshold, tta)
+    if not fusion:
+        cascade.fusion = None
+    return cascade
+
+
+def versus_baseline(ours: tuple, baseline: tuple) -> dict:
+    """mAP50 of detector and cascade minus the baseline's, on the same images, with paired 95% bootstrap
+    intervals, overall and per source; ``ours`` and ``baseline`` are what ``run_both`` returned for each."""
+    def on(indices):
+        pick = lambda items: [items[i] for i in indices]  # noqa: E731
+        return {"detector": paired_map50_difference(pick(ours[0]), pick(baseline[0])),
+                "cascade": paired_map50_difference(pick(ours[1]), pick(baseline[1]))}
+
+    return overall_and_per_dataset(on, list(range(len(ours[0]))), [r.dataset for r in ours[0]])
 
 
 def run_both(cascade, records, batch: int, conf: float, top_k: int | None = None):

@@ -63,4 +63,24 @@ def evaluation_markdown(metrics: dict) -> str:
     ]
     for name, block in metrics["per_dataset"].items():
         lines += ["", f"## {name} ({block['detector']['n_images']} images)", "", *_table(block), *_by_type_table(block)]
+    if "versus_baseline" in metrics:
+        lines += _versus_baseline(metrics["versus_baseline"])
     return "\n".join(lines) + "\n"
+
+
+def _difference(paired: dict | None) -> str:
+    if paired is None:
+        return "n/a"
+    return f"{paired['difference']:+.3f} ({paired['ci95'][0]:+.3f} to {paired['ci95'][1]:+.3f})"
+
+
+def _versus_baseline(versus: dict) -> list[str]:
+    lines = ["", "## Against the baseline", "",
+             f"mAP50 of the system above minus that of detector {versus['det_weights']} with classifier "
+             f"{versus['cls_weights']}, same images and settings, with a paired 95% bootstrap interval (images drawn "
+             "with replacement, both systems scored on each draw): an interval that excludes 0 is a difference the "
+             "choice of test images does not explain.", "",
+             "| images | detector alone | cascade |", "|---|---|---|"]
+    for name, block in [("all", versus["overall"]), *versus["per_dataset"].items()]:
+        lines.append(f"| {name} | {_difference(block['detector'])} | {_difference(block['cascade'])} |")
+    return lines

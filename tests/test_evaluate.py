@@ -10,10 +10,10 @@ from synthetic import make_yolo_dataset
 from conftest import run_tool
 
 from cascade.evaluation import compare, image_f1, type_accuracy
-from mri.metrics import ImageResult
+from mri.metrics import ImageResult, coco_map
 
 
-SYSTEM_KEYS = {"map50", "map50_95", "typed_map50", "sens_at_fp", "fp_per_image_at_sens90", "type_accuracy", "image_f1"}
+SYSTEM_KEYS = {"map50", "map50_ci95", "map50_95", "typed_map50", "sens_at_fp", "fp_per_image_at_sens90", "type_accuracy", "image_f1"}
 
 
 def _run(tiny_weights, *flags):
@@ -58,6 +58,21 @@ def test_registry_dataset_and_existing_output_folder(tiny_weights, tmp_path):
     assert (tmp_path / "eval-2" / "metrics.json").is_file()
 
 
+def test_baseline_is_scored_on_the_same_images(tiny_weights, tmp_path, capsys):
+    root = make_yolo_dataset(tmp_path / "foreign")
+    out = tmp_path / "versus"
+    assert _run(tiny_weights, "--data", root / "data.yaml", "--split", "test", "--out", out,
+                "--baseline-det-weights", tiny_weights["det"]) == 0
+    versus = json.loads((out / "metrics.json").read_text())["versus_baseline"]
+    assert versus["det_weights"] == str(tiny_weights["det"])
+    for system in ("detector", "cascade"):  # the same weights against themselves: no difference, none possible
+        assert versus["overall"][system] in (None, {"difference": 0.0, "ci95": [0.0, 0.0]})
+    assert "## Against the baseline" in (out / "report.md").read_text()
+    assert _run(tiny_weights, "--data", root / "data.yaml", "--out", tmp_path / "o",
+                "--baseline-det-weights", tmp_path / "none.pt") == 2
+    assert "none.pt" in capsys.readouterr().err
+
+
 def test_bad_data_is_one_line(tiny_weights, tmp_path, capsys):
     assert _run(tiny_weights, "--data", tmp_path / "none.yaml", "--out", tmp_path / "o") == 2
     assert "no such file" in capsys.readouterr().err
@@ -80,6 +95,25 @@ def test_cascade_that_drops_false_positives_scores_better():
     assert metrics["cascade"]["type_accuracy"] == 1.0 and metrics["cascade"]["typed_map50"] == pytest.approx(1.0)
     assert metrics["cascade"]["operating_point"] == {"sensitivity": 1.0, "fp_per_image": 0.0}
     assert metrics["detector"]["operating_point"] == {"sensitivity": 1.0, "fp_per_image": 1.0}
+
+
+def test_versus_baseline_tells_a_real_gain_from_the_choice_of_images():
+    from cascade.evaluation import versus_baseline
+
+    gt, far = [[10, 10, 40, 40]], [60, 60, 90, 90]
+    finds = [_result(gt, ["glioma"], [gt[0]], [0.9], ["glioma"]) for _ in range(40)]
+    misses_half = [_result(gt, ["glioma"], [gt[0] if i % 2 else far], [0.9], ["glioma"]) for i in range(40)]
+    for results in (finds, misses_half):
+        for i, result in enumerate(results):
+            result.key = f"slice{i}"
+    better = versus_baseline((finds, finds), (misses_half, misses_half))["overall"]
+    gain = coco_map(finds)["map50"] - coco_map(misses_half)["map50"]  # pycocotools' own figures
+    assert better["detector"]["difference"] == pytest.approx(gain) and gain > 0.5
+    assert 0 < better["detector"]["ci95"][0] < gain < better["detector"]["ci95"][1]
+    same = versus_baseline((finds, finds), (finds, finds))["overall"]["cascade"]
+    assert same == {"difference": 0.0, "ci95": [0.0, 0.0]}
+    with pytest.raises(ValueError, match="same images"):
+        versus_baseline((finds, finds), (misses_half[::-1], misses_half[::-1]))
 
 
 def test_type_accuracy_and_image_f1():
