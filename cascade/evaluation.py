@@ -97,6 +97,13 @@ def load_for_evaluation(det_weights, cls_weights, imgsz=None, device="cpu", thre
     return cascade
 
 
+def scored_settings(cascade, det_weights, cls_weights, det_conf: float, top_k: int | None) -> dict:
+    """What one scored system ran with, as metrics.json records it."""
+    return {"det_weights": str(det_weights), "cls_weights": str(cls_weights), "imgsz": cascade.imgsz,
+            "cls_threshold": cascade.threshold, "det_conf": det_conf, "top_k": top_k or None, "tta": cascade.tta,
+            "standardise": cascade.standardise, "threads": cascade.threads()}
+
+
 def versus_baseline(ours: tuple, baseline: tuple) -> dict:
     """mAP50 of detector and cascade minus the baseline's, on the same images, with paired 95% bootstrap
     intervals, overall and per source; ``ours`` and ``baseline`` are what ``run_both`` returned for each."""
@@ -132,7 +139,8 @@ def run_both(cascade, records, batch: int, conf: float, top_k: int | None = None
         for record, image, detections in zip(chunk, images, results):
             height, width = image.shape[:2]
             common = dict(key=record.key, dataset=record.dataset, width=width, height=height,
-                          gt_boxes=gt_in_pixels(record, width, height), gt_classes=list(record.classes))
+                          gt_boxes=gt_in_pixels(record, width, height), gt_classes=list(record.classes),
+                          unit=record.resampling_unit)
             shown = [d for d in detections if d.det_score >= conf]
             detector.append(as_result(common, detections, lambda d: d.det_score, typed=False))
             cascaded.append(as_result(common, detections, cascade_rank, typed=True))

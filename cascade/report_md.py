@@ -6,7 +6,7 @@ from mri.reporting import fmt, fmt_interval
 
 ROWS = [  # (row name, the formatted figure of one system's block)
     ("mAP50 (class-agnostic, COCO)", lambda f: fmt(f["map50"])),
-    ("mAP50, 95% bootstrap interval over images", lambda f: fmt_interval(f.get("map50_ci95"))),
+    ("mAP50, 95% bootstrap interval", lambda f: fmt_interval(f.get("map50_ci95"))),
     ("mAP50-95 (class-agnostic, COCO)", lambda f: fmt(f["map50_95"])),
     ("typed mAP50", lambda f: fmt(f["typed_map50"])),
     ("sensitivity at 0.5 FP/image", lambda f: fmt(f["sens_at_fp"]["0.5"])),
@@ -75,11 +75,13 @@ def _difference(paired: dict | None) -> str:
 
 
 def _versus_baseline(versus: dict) -> list[str]:
+    baseline = versus["settings"]
     lines = ["", "## Against the baseline", "",
-             f"mAP50 of the system above minus that of detector {versus['det_weights']} with classifier "
-             f"{versus['cls_weights']}, same images and settings, with a paired 95% bootstrap interval (images drawn "
-             "with replacement, both systems scored on each draw): an interval that excludes 0 is a difference the "
-             "choice of test images does not explain.", "",
+             f"mAP50 of the system above minus that of detector {baseline['det_weights']} ({baseline['imgsz']} px, "
+             f"test-time augmentation {'on' if baseline['tta'] else 'off'}) with classifier {baseline['cls_weights']}, "
+             "on the same images, with a paired 95% bootstrap interval (patients or duplicate groups drawn with "
+             "replacement where the split says, else images; both systems scored on each draw): an interval that "
+             "excludes 0 is a difference the choice of test images does not explain.", "",
              "| images | detector alone | cascade |", "|---|---|---|"]
     for name, block in [("all", versus["overall"]), *versus["per_dataset"].items()]:
         lines.append(f"| {name} | {_difference(block['detector'])} | {_difference(block['cascade'])} |")

@@ -49,7 +49,7 @@ def predict(model, records: list[LabeledImage], imgsz: int, conf: float, device:
         for record, image, (boxes, scores) in zip(chunk, images, predict_boxes(model, images, imgsz, conf, device)):
             height, width = image.shape[:2]
             results.append(ImageResult(
-                key=record.key, dataset=record.dataset, width=width, height=height,
+                key=record.key, dataset=record.dataset, width=width, height=height, unit=record.resampling_unit,
                 gt_boxes=gt_in_pixels(record, width, height), gt_classes=list(record.classes),
                 pred_boxes=boxes, pred_scores=scores, pred_classes=["tumor"] * len(boxes),
             ))

@@ -26,6 +26,7 @@ class ImageResult:
     pred_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))  # (N, 4) pixels
     pred_scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # (N,)
     pred_classes: list[str] = field(default_factory=list)
+    unit: str = ""  # what a bootstrap draws as one (a patient or duplicate group); "" = this image alone
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -101,39 +102,51 @@ def coco_map(results: list[ImageResult], typed: bool = False, classes: list[str]
 
 
 def ap50_from_hits(scores: np.ndarray, hits: np.ndarray, n_gt: float, weights: np.ndarray | None = None) -> float:
-    """COCO's AP at IoU 0.5 from ranked predictions (101-point interpolated precision), as pycocotools computes it;
-    ``weights`` counts each prediction that many times (an image drawn twice by a bootstrap counts twice)."""
-    if n_gt <= 0:
+    """COCO's AP at IoU 0.5 from scored predictions and whether each is a true positive (101-point interpolated
+    precision, as pycocotools computes it for boxes of positive area, at most 100 per image); ``weights`` counts
+    each prediction that many times (an image drawn twice by a bootstrap counts twice)."""
+    order = np.argsort(-np.asarray(scores), kind="mergesort")
+    hits = np.asarray(hits, bool)[order]
+    return _ap50_ranked(hits, n_gt, None if weights is None else np.asarray(weights, float)[order])
+
+
+def _ap50_ranked(hits: np.ndarray, n_gt: float, weights: np.ndarray | None = None) -> float:
+    if n_gt <= 0 or len(hits) == 0:
         return 0.0
-    order = np.argsort(-scores, kind="mergesort")
-    weights = np.ones(len(scores)) if weights is None else weights
-    tp = np.cumsum((hits * weights)[order])
-    fp = np.cumsum((~hits * weights)[order])
+    weights = np.ones(len(hits)) if weights is None else weights
+    tp = np.cumsum(hits * weights)
+    fp = np.cumsum(~hits * weights)
     recall = tp / n_gt
     precision = np.maximum.accumulate((tp / np.maximum(tp + fp, np.finfo(float).eps))[::-1])[::-1]
     index = np.searchsorted(recall, np.linspace(0, 1, 101), side="left")
     return float(np.where(index < len(precision), precision[np.minimum(index, len(precision) - 1)], 0.0).mean())
 
 
-def _hits_by_image(results: list[ImageResult]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Every prediction's score, whether it is a true positive (IoU >= 0.5, greedy), the index of its image, and
-    the number of ground-truth boxes of each image: what a bootstrap over images reweights."""
-    matched = [match_greedy(result)[0] for result in results]
-    image_of = [np.full(len(is_tp), index) for index, is_tp in enumerate(matched)]
-    return (np.concatenate([r.pred_scores for r in results]), np.concatenate(matched), np.concatenate(image_of),
-            np.array([len(r.gt_boxes) for r in results], float))
-
-
 def _bootstrap_map50(systems: list[list[ImageResult]], resamples: int, seed: int):
-    """For each of ``resamples`` draws of the images with replacement (the same draw for every system, which
-    must list the same images in the same order), each system's mAP50 on that draw."""
-    hits = [_hits_by_image(results) for results in systems]
-    n_images = len(systems[0])
+    """Each system's mAP50 on each of ``resamples`` draws with replacement of the resampling units (patients or
+    duplicate groups where the results say, else images): the same draw for every system, which must list the
+    same images in the same order. Slices of one patient are not independent, so drawing them one by one would
+    understate the spread. A draw without a tumor (mAP undefined) is drawn again."""
+    index_of_unit = {}
+    unit_of_image = np.array([index_of_unit.setdefault(r.unit or r.key, len(index_of_unit)) for r in systems[0]])
+    n_units = len(index_of_unit)
+    n_gt = np.array([len(r.gt_boxes) for r in systems[0]], float)
+    ranked = []
+    for results in systems:
+        scores = np.concatenate([r.pred_scores for r in results]) if results else np.zeros(0)
+        hits = np.concatenate([match_greedy(r)[0] for r in results]) if results else np.zeros(0, bool)
+        image_of = np.concatenate([np.full(len(r.pred_scores), i) for i, r in enumerate(results)]).astype(int)
+        order = np.argsort(-scores, kind="mergesort")  # once: a draw changes weights, never the ranking
+        ranked.append((hits[order], image_of[order]))
     rng = np.random.default_rng(seed)
-    for _ in range(resamples):
-        counts = np.bincount(rng.integers(0, n_images, n_images), minlength=n_images).astype(float)
-        yield [ap50_from_hits(scores, is_tp, float(counts @ n_gt), counts[image_of])
-               for scores, is_tp, image_of, n_gt in hits]
+    drawn = 0
+    while drawn < resamples:
+        image_counts = np.bincount(rng.integers(0, n_units, n_units), minlength=n_units)[unit_of_image]
+        total = float(image_counts @ n_gt)
+        if total == 0:
+            continue
+        drawn += 1
+        yield [_ap50_ranked(hits, total, image_counts[image_of].astype(float)) for hits, image_of in ranked]
 
 
 def _interval95(values) -> list[float]:
@@ -141,9 +154,9 @@ def _interval95(values) -> list[float]:
 
 
 def map50_interval(results: list[ImageResult], resamples: int = 1000, seed: int = 0) -> list[float] | None:
-    """A 95% bootstrap confidence interval for class-agnostic COCO mAP50: the images drawn with replacement
-    ``resamples`` times, the 2.5th-97.5th percentile. On a test split of ~100 slices it is several points wide:
-    a difference between two detectors smaller than that is not evidence either way."""
+    """A 95% bootstrap interval (percentile) for class-agnostic COCO mAP50, drawing patients or duplicate groups
+    (``ImageResult.unit``) with replacement. On a test split of ~100 slices it is several points wide: two
+    detectors whose mAP50 differ by less are not told apart by that split (``paired_map50_difference`` does it)."""
     if not any(len(r.gt_boxes) for r in results):
         return None
     return _interval95([values[0] for values in _bootstrap_map50([results], resamples, seed)])
@@ -152,14 +165,13 @@ def map50_interval(results: list[ImageResult], resamples: int = 1000, seed: int 
 def paired_map50_difference(results: list[ImageResult], baseline: list[ImageResult], resamples: int = 1000,
                             seed: int = 0) -> dict | None:
     """mAP50 of ``results`` minus that of ``baseline`` on the same images, with a paired 95% bootstrap interval
-    (each draw scores both systems on the same images, so what the images share cancels out). An interval
+    (each draw scores both systems on the same patients, so what the images share cancels out). An interval
     that excludes 0 says the difference is more than the choice of test images."""
     if [r.key for r in results] != [r.key for r in baseline]:
         raise ValueError("the two systems were not scored on the same images")
     if not any(len(r.gt_boxes) for r in results):
         return None
-    point = [ap50_from_hits(*_hits_by_image(system)[:2], sum(len(r.gt_boxes) for r in system))
-             for system in (results, baseline)]
+    point = [coco_map(system)["map50"] for system in (results, baseline)]
     differences = [ours - theirs for ours, theirs in _bootstrap_map50([results, baseline], resamples, seed)]
     return {"difference": point[0] - point[1], "ci95": _interval95(differences)}
 

@@ -48,6 +48,14 @@ class LabeledImage:
     patient: str | None = None
     size: tuple[int, int] | None = None  # (width, height) where the annotation file says
     source_split: str = ""  # the split the source dataset gave; ``split`` may be reassigned by the audit
+    group: str | None = None  # the audit's duplicate/patient group (splits/leakage_free.csv), where assigned
+
+    @property
+    def resampling_unit(self) -> str:
+        """What a bootstrap over images draws as one: the audit's group, else the patient, else the image."""
+        if self.group:
+            return f"group {self.group}"  # the audit's groups span datasets (a copy in another source)
+        return f"{self.dataset} patient {self.patient}" if self.patient else self.key
 
     def __post_init__(self):
         self.source_split = self.source_split or self.split

@@ -25,10 +25,10 @@ def keys_linked_to(path: str | Path, datasets: list[str]) -> set[tuple[str, str,
     return {(r["dataset"], r["source_split"], r["file"]) for r in rows if r["group"] in groups}
 
 
-def load_assignment(path: str | Path) -> dict[tuple[str, str, str], str]:
-    """(dataset, source split, file name) -> assigned split."""
+def load_assignment(path: str | Path) -> dict[tuple[str, str, str], tuple[str, str]]:
+    """(dataset, source split, file name) -> (assigned split, duplicate/patient group)."""
     with open(path, newline="") as handle:
-        return {(r["dataset"], r["source_split"], r["file"]): r["split"] for r in csv.DictReader(handle)}
+        return {(r["dataset"], r["source_split"], r["file"]): (r["split"], r.get("group", "")) for r in csv.DictReader(handle)}
 
 
 def apply_assignment(records: list[LabeledImage], assignment: dict) -> tuple[list[LabeledImage], int]:
@@ -38,14 +38,14 @@ def apply_assignment(records: list[LabeledImage], assignment: dict) -> tuple[lis
     """
     result, unlisted = [], 0
     for record in records:
-        split = assignment.get((record.dataset, record.source_split, record.path.name))
-        unlisted += split is None
-        result.append(record if split is None else _with_split(record, split))
+        assigned = assignment.get((record.dataset, record.source_split, record.path.name))
+        unlisted += assigned is None
+        result.append(record if assigned is None else _with_split(record, *assigned))
     return result, unlisted
 
 
-def _with_split(record: LabeledImage, split: str) -> LabeledImage:
-    return replace(record, split=split, source_split=record.source_split)
+def _with_split(record: LabeledImage, split: str, group: str = "") -> LabeledImage:
+    return replace(record, split=split, source_split=record.source_split, group=group or None)
 
 
 def registry_records(registry: Registry, names: list[str] | None = None,

@@ -2,6 +2,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -12,7 +13,8 @@ from synthetic import YOLO_ENTRY, make_yolo_dataset, write_registry
 from detect import train as detect_train
 from detect.augment import MRIIntensity
 from detect.presets import load_preset
-from mri.metrics import ImageResult, coco_map, froc, fp_per_image_at_sensitivity, precision_recall_at, ultralytics_map
+from mri.metrics import (ImageResult, coco_map, detection_metrics, froc, fp_per_image_at_sensitivity, precision_recall_at,
+                         ultralytics_map)
 
 
 def _cli(module, *args, timeout=600):
@@ -364,21 +366,68 @@ def test_pycocotools_and_ultralytics_map_agree_on_the_same_predictions():
     assert abs(ours["map50_95"] - theirs["map50_95"]) < 0.03
 
 
-def test_map50_interval_is_centred_on_the_coco_figure_and_narrows_with_more_images():
-    from mri.metrics import ap50_from_hits, map50_interval, match_greedy
+def test_weighted_ap50_is_pycocotools_on_the_resampled_images():
+    """A bootstrap draw counts an image k times by weight; that must score as the list with k copies would."""
+    from mri.metrics import ap50_from_hits, match_greedy
 
-    results = [r for r in _noisy_results(n=48) if (r.pred_boxes[:, 2:] > r.pred_boxes[:, :2]).all()][:40]
-    hits = [match_greedy(r)[0] for r in results]  # (pycocotools ignores a box of negative area: none here)
-    recomputed = ap50_from_hits(np.concatenate([r.pred_scores for r in results]), np.concatenate(hits),
-                                sum(len(r.gt_boxes) for r in results))
-    assert recomputed == pytest.approx(coco_map(results)["map50"], abs=1e-9)  # the bootstrap resamples this figure
-    low, high = map50_interval(results)
-    assert low < coco_map(results)["map50"] < high
-    more_low, more_high = map50_interval(results + _noisy_results(seed=1, n=360))
-    assert more_high - more_low < (high - low) / 2  # 10x the images: about a third of the width
-    assert map50_interval(results, seed=3) == map50_interval(results, seed=3)
-    no_tumours = [ImageResult("a", "d", 100, 100, np.zeros((0, 4), np.float32), [])]
-    assert map50_interval(no_tumours) is None
+    rng = np.random.default_rng(0)
+    results = _noisy_results(n=40)
+    results += [ImageResult(f"empty{i}", "d", 200, 200, np.zeros((0, 4), np.float32), [],
+                            np.array([[50, 50, 90, 90]], np.float32), np.array([rng.uniform(0.1, 1)], np.float32),
+                            ["tumor"]) for i in range(10)]  # slices without a tumor, one false box each
+    results = [r for r in results if (r.pred_boxes[:, 2:] > r.pred_boxes[:, :2]).all()]  # as real predictions
+    scores = np.concatenate([r.pred_scores for r in results])
+    hits = np.concatenate([match_greedy(r)[0] for r in results])
+    image_of = np.concatenate([np.full(len(r.pred_scores), i) for i, r in enumerate(results)])
+    n_gt = np.array([len(r.gt_boxes) for r in results])
+    assert ap50_from_hits(scores, hits, n_gt.sum()) == pytest.approx(coco_map(results)["map50"], abs=1e-9)
+    for _ in range(5):
+        counts = rng.multinomial(len(results), np.ones(len(results)) / len(results))
+        copies = [replace(r, key=f"{r.key}#{k}") for r, count in zip(results, counts) for k in range(count)]
+        weighted = ap50_from_hits(scores, hits, counts @ n_gt, counts[image_of])
+        assert weighted == pytest.approx(coco_map(copies)["map50"], abs=1e-9)
+
+
+def test_no_predictions_score_zero_with_an_interval():
+    from mri.metrics import map50_interval
+
+    blind = [replace(r, pred_boxes=np.zeros((0, 4), np.float32), pred_scores=np.zeros(0, np.float32), pred_classes=[])
+             for r in _noisy_results(n=10)]
+    assert detection_metrics(blind, 0.25)["map50_ci95"] == [0.0, 0.0] == map50_interval(blind)
+    assert map50_interval([ImageResult("a", "d", 100, 100, np.zeros((0, 4), np.float32), [])]) is None
+
+
+def test_map50_interval_draws_patients_not_slices():
+    """Ten near-identical slices per patient are one observation, not ten: drawn slice by slice the interval
+    would be far too narrow."""
+    from mri.metrics import map50_interval
+
+    rng = np.random.default_rng(0)
+    slices = []
+    for patient, one in enumerate(_noisy_results(n=40)):
+        shift = rng.normal(0, 0.01, len(one.pred_scores)).astype(np.float32)  # no score ties between slices
+        slices += [replace(one, key=f"p{patient}s{s}", unit=f"p{patient}", pred_scores=one.pred_scores + shift * s)
+                   for s in range(10)]
+    by_patient = map50_interval(slices)
+    by_slice = map50_interval([replace(r, unit="") for r in slices])
+    assert by_patient[0] < coco_map(slices)["map50"] < by_patient[1]
+    assert by_patient[1] - by_patient[0] > 2 * (by_slice[1] - by_slice[0])
+
+
+def test_paired_difference_sees_a_small_gain_that_separate_intervals_cannot():
+    from mri.metrics import map50_interval, paired_map50_difference
+
+    baseline = _noisy_results(n=80)
+    better = [replace(r, pred_boxes=r.gt_boxes[[0, 0]], pred_scores=np.array([0.95, 0.01], np.float32))
+              if i % 10 == 0 else r for i, r in enumerate(baseline)]  # the same boxes, and 8 more tumors found
+    paired = paired_map50_difference(better, baseline)
+    assert paired["difference"] == pytest.approx(coco_map(better)["map50"] - coco_map(baseline)["map50"])
+    assert paired["ci95"][0] > 0
+    alone, base = map50_interval(better), map50_interval(baseline)
+    assert alone[0] < base[1]  # each on its own: the intervals overlap
+    assert paired_map50_difference(baseline, baseline) == {"difference": 0.0, "ci95": [0.0, 0.0]}
+    with pytest.raises(ValueError, match="same images"):
+        paired_map50_difference(better, baseline[::-1])
 
 
 def test_perfect_predictions_score_one():

@@ -58,15 +58,20 @@ def test_registry_dataset_and_existing_output_folder(tiny_weights, tmp_path):
     assert (tmp_path / "eval-2" / "metrics.json").is_file()
 
 
-def test_baseline_is_scored_on_the_same_images(tiny_weights, tmp_path, capsys):
+def test_baseline_is_scored_on_the_same_images_with_the_same_settings(tiny_weights, tmp_path, capsys):
     root = make_yolo_dataset(tmp_path / "foreign")
     out = tmp_path / "versus"
+    # a classifier against the same one: the baseline's detector defaults to --det-weights
     assert _run(tiny_weights, "--data", root / "data.yaml", "--split", "test", "--out", out,
-                "--baseline-det-weights", tiny_weights["det"]) == 0
-    versus = json.loads((out / "metrics.json").read_text())["versus_baseline"]
-    assert versus["det_weights"] == str(tiny_weights["det"])
-    for system in ("detector", "cascade"):  # the same weights against themselves: no difference, none possible
-        assert versus["overall"][system] in (None, {"difference": 0.0, "ci95": [0.0, 0.0]})
+                "--baseline-cls-weights", tiny_weights["cls"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    versus = metrics["versus_baseline"]
+    assert versus["settings"]["det_weights"] == str(tiny_weights["det"])
+    assert {k: v for k, v in versus["settings"].items() if k != "threads"} == \
+        {k: v for k, v in metrics["settings"].items() if k != "threads"}
+    assert set(versus["per_dataset"]) == set(metrics["per_dataset"])
+    for system in ("detector", "cascade"):  # the same system twice: no difference in any draw
+        assert versus["overall"][system] == {"difference": 0.0, "ci95": [0.0, 0.0]}
     assert "## Against the baseline" in (out / "report.md").read_text()
     assert _run(tiny_weights, "--data", root / "data.yaml", "--out", tmp_path / "o",
                 "--baseline-det-weights", tmp_path / "none.pt") == 2

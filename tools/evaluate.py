@@ -6,7 +6,7 @@
 
 D is a registry name (or several), a YOLO data.yaml or a COCO json; foreign class names are matched to
 ours by name, whatever their case or order. Writes DIR/metrics.json (top-level ``detector`` and
-``cascade``, each with map50, map50_ci95 (a 95% bootstrap interval over images), map50_95, typed_map50, sens_at_fp {"0.5","1","2"}, fp_per_image_at_sens90,
+``cascade``, each with map50, map50_ci95 (a 95% bootstrap interval, patient groups drawn), map50_95, typed_map50, sens_at_fp {"0.5","1","2"}, fp_per_image_at_sens90,
 type_accuracy, image_f1; plus n_images, seconds and the same per source dataset) and DIR/report.md.
 """
 
@@ -31,9 +31,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--det-weights", default=str(PROJECT_ROOT / "weights" / "detector.pt"))
     parser.add_argument("--cls-weights", default=str(PROJECT_ROOT / "weights" / "classifier.pt"))
     parser.add_argument("--baseline-det-weights", default=None,
-                        help="also run this detector on the same images and report how much better or worse the one "
-                             "evaluated is (mAP50 difference with a paired 95%% bootstrap interval)")
-    parser.add_argument("--baseline-cls-weights", default=None, help="the baseline's classifier (default: --cls-weights)")
+                        help="also score this detector on the same images, with the same settings, and report how much "
+                             "better or worse the one evaluated is (mAP50 difference, paired 95%% bootstrap interval)")
+    parser.add_argument("--baseline-cls-weights", default=None,
+                        help="the baseline's classifier (default: --cls-weights); alone, it compares two classifiers "
+                             "behind --det-weights")
     parser.add_argument("--conf", type=float, default=0.25, help="detector operating point for image-level F1")
     parser.add_argument("--cls-threshold", type=float, default=None, help="default: the checkpoint's")
     parser.add_argument("--imgsz", type=int, default=None)
@@ -52,7 +54,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(args) -> int:
-    from cascade.evaluation import compare, load_for_evaluation, run_both, versus_baseline
+    from cascade.evaluation import compare, load_for_evaluation, run_both, scored_settings, versus_baseline
     from cascade.pipeline import WeightsError
     from cascade.report_md import evaluation_markdown
     from detect.evaluate import load_ground_truth
@@ -63,14 +65,14 @@ def main(args) -> int:
 
     seed_everything(args.seed)
     try:
-        settings = dict(imgsz=args.imgsz, device=args.device, threshold=args.cls_threshold, tta=args.tta,
-                        fusion=args.fusion)
-        cascade = load_for_evaluation(args.det_weights, args.cls_weights, **settings)
+        settings = dict(imgsz=args.imgsz, device=args.device, threshold=args.cls_threshold, fusion=args.fusion)
+        cascade = load_for_evaluation(args.det_weights, args.cls_weights, tta=args.tta, **settings)
         args.tta = cascade.tta  # saved resolved
         baseline = None
-        if args.baseline_det_weights:
-            baseline = load_for_evaluation(args.baseline_det_weights, args.baseline_cls_weights or args.cls_weights,
-                                           **settings)
+        if args.baseline_det_weights or args.baseline_cls_weights:
+            args.baseline_det_weights = args.baseline_det_weights or args.det_weights
+            args.baseline_cls_weights = args.baseline_cls_weights or args.cls_weights
+            baseline = load_for_evaluation(args.baseline_det_weights, args.baseline_cls_weights, tta=args.tta, **settings)
         registry = load_registry(args.registry)
         records = load_ground_truth(args.data, args.split, registry)
         out = output_folder(args.out, "evaluate")
@@ -83,13 +85,11 @@ def main(args) -> int:
     metrics = compare(*ours, cascade.types)
     if baseline is not None:
         metrics["versus_baseline"] = {
-            "det_weights": str(args.baseline_det_weights), "cls_weights": str(args.baseline_cls_weights or args.cls_weights),
+            "settings": scored_settings(baseline, args.baseline_det_weights, args.baseline_cls_weights, args.conf,
+                                        args.top_k),
             **versus_baseline(ours, run_both(baseline, records, args.batch, args.conf, args.top_k))}
     metrics.update(n_images=len(records), seconds=round(time.perf_counter() - start, 2), data=args.data, split=args.split,
-                   settings={"det_weights": str(args.det_weights), "cls_weights": str(args.cls_weights),
-                             "imgsz": cascade.imgsz, "cls_threshold": cascade.threshold, "det_conf": args.conf,
-                             "top_k": args.top_k or None, "tta": cascade.tta, "standardise": cascade.standardise,
-                             "threads": cascade.threads()})
+                   settings=scored_settings(cascade, args.det_weights, args.cls_weights, args.conf, args.top_k))
     write_json(out / "metrics.json", metrics)
     report = evaluation_markdown(metrics)
     write_atomic(out / "report.md", report)
