@@ -133,9 +133,9 @@ def _bootstrap_map50(systems: list[list[ImageResult]], resamples: int, seed: int
     n_gt = np.array([len(r.gt_boxes) for r in systems[0]], float)
     ranked = []
     for results in systems:
-        scores = np.concatenate([r.pred_scores for r in results]) if results else np.zeros(0)
-        hits = np.concatenate([match_greedy(r)[0] for r in results]) if results else np.zeros(0, bool)
-        image_of = np.concatenate([np.full(len(r.pred_scores), i) for i, r in enumerate(results)]).astype(int)
+        scores = np.concatenate([r.pred_scores for r in results])
+        hits = np.concatenate([match_greedy(r)[0] for r in results])
+        image_of = np.concatenate([np.full(len(r.pred_scores), i) for i, r in enumerate(results)])
         order = np.argsort(-scores, kind="mergesort")  # once: a draw changes weights, never the ranking
         ranked.append((hits[order], image_of[order]))
     rng = np.random.default_rng(seed)
