@@ -77,7 +77,8 @@ def _standardise_loaded_images(dataset) -> None:
 
 
 def _mark_checkpoints_standardised(trainer) -> None:
-    for checkpoint in (trainer.last, trainer.best):
+    this_epoch = Path(trainer.wdir) / f"epoch{trainer.epoch}.pt"  # as ultralytics names --save-period's files
+    for checkpoint in (trainer.last, trainer.best, this_epoch):
         if Path(checkpoint).is_file():
             mark_standardised(checkpoint)
 
@@ -109,7 +110,8 @@ def model_source(model: str) -> str:
 
 def train_overrides(data_yaml: Path, preset: dict, project: Path, *, name: str | None, imgsz: int, epochs: int,
                     batch: int, seed: int, device: str, workers: int, typed: bool = False, patience: int = 100,
-                    fraction: float = 1.0, hours: float | None = None, plots: bool = True, val: bool = True) -> dict:
+                    fraction: float = 1.0, hours: float | None = None, plots: bool = True, val: bool = True,
+                    save_period: int = 0) -> dict:
     """The ultralytics training arguments for ours (``typed``: three tumor classes instead of one)."""
     overrides = {
         "data": str(data_yaml),
@@ -127,6 +129,7 @@ def train_overrides(data_yaml: Path, preset: dict, project: Path, *, name: str |
         "patience": patience,
         "plots": plots,
         "val": val,
+        "save_period": save_period,
         "verbose": True,
         "amp": device not in ("cpu", "") and not str(device).startswith("cpu"),
     }

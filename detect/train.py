@@ -59,6 +59,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                      help="stop after this many epochs without improvement (0: never); ultralytics' default, since a "
                           "run from a trained .pt starts a new schedule whose warm-up keeps validation mAP below its "
                           "first epoch for about 20 epochs")
+    run.add_argument("--save-period", type=int, default=0, metavar="N",
+                     help="also keep every N-th epoch's weights (weights/epochN.pt), e.g. to average the last few "
+                          "with tools/average_weights.py (default: only last.pt and best.pt)")
     run.add_argument("--no-val", dest="val", action="store_false",
                      help="validate only after the last epoch (faster; weights/last.pt is then the one to use)")
     run.add_argument("--no-plots", dest="plots", action="store_false", help="skip ultralytics' label and result plots")
@@ -225,7 +228,7 @@ def main(args) -> int:
     overrides = train_overrides(merged.data_yaml, preset, project, name=args.name, imgsz=args.imgsz, epochs=args.epochs,
                                 batch=args.batch, seed=args.seed, device=args.device, workers=args.workers,
                                 typed=args.typed, patience=args.patience, fraction=args.fraction, hours=args.hours,
-                                plots=args.plots, val=args.val)
+                                plots=args.plots, val=args.val, save_period=args.save_period)
     model.train(trainer=MRIDetectionTrainer, **overrides)
     return 0
 

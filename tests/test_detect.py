@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from conftest import plain_detector_copy, run_tool
 from synthetic import YOLO_ENTRY, make_yolo_dataset, write_registry
 
 from detect import train as detect_train
@@ -28,7 +29,7 @@ def trained_run(tmp_path_factory):
     make_yolo_dataset(root / "yolo_set", per_split={"train": 12, "val": 4, "test": 4}, size=64)
     registry = write_registry(root / "datasets.yaml", {"tiny": YOLO_ENTRY})
     result = _cli("detect.train", "--registry", registry, "--epochs", 2, "--imgsz", 64, "--batch", 4,
-                  "--project", root / "runs", "--name", "tiny", "--workers", 0)
+                  "--project", root / "runs", "--name", "tiny", "--workers", 0, "--save-period", 1)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return SimpleNamespace(root=root, registry=registry, run=root / "runs" / "tiny")
 
@@ -534,8 +535,80 @@ def test_training_with_the_standardised_preset_marks_every_checkpoint(tmp_path):
     make_yolo_dataset(tmp_path / "yolo_set", per_split={"train": 8, "val": 4, "test": 2}, size=64)
     registry = write_registry(tmp_path / "datasets.yaml", {"tiny": YOLO_ENTRY})
     result = _cli("detect.train", "--registry", registry, "--hyp", "standardised", "--epochs", 2, "--imgsz", 64,
-                  "--batch", 4, "--project", tmp_path / "runs", "--name", "std", "--workers", 0)
+                  "--batch", 4, "--project", tmp_path / "runs", "--name", "std", "--workers", 0, "--save-period", 1)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     weights = tmp_path / "runs" / "std" / "weights"
-    assert trained_standardised(load_detector(weights / "best.pt"))
-    assert trained_standardised(load_detector(weights / "last.pt"))
+    for name in ("best.pt", "last.pt", "epoch0.pt", "epoch1.pt"):  # --save-period's files too
+        assert trained_standardised(load_detector(weights / name)), name
+
+
+def _ema_weights(checkpoint):
+    from detect.model import checkpoint_state
+
+    state = checkpoint_state(checkpoint)
+    return (state.get("ema") or state["model"]).float().state_dict()
+
+
+def test_averaging_the_last_epochs_gives_their_mean_and_a_detector_that_scores(trained_run, tmp_path):
+    import shutil
+
+    import torch
+
+    from detect.average import AVERAGED_KEY
+    from detect.model import INPUT_KEY, STANDARDISED, checkpoint_state, load_detector, predict_boxes
+
+    run = tmp_path / "run"  # three epochs of a run: the last two differ by 0.5 in every weight
+    (run / "weights").mkdir(parents=True)
+    for n, copy_as in ((0, 0), (1, 2)):
+        shutil.copy(trained_run.run / "weights" / f"epoch{n}.pt", run / "weights" / f"epoch{copy_as}.pt")
+    state = checkpoint_state(run / "weights" / "epoch2.pt")
+    with torch.no_grad():
+        for tensor in state["ema"].state_dict().values():
+            if tensor.is_floating_point():
+                tensor.add_(0.5)
+    torch.save(state, run / "weights" / "epoch10.pt")  # the last two are epoch2 and epoch10 by number, not by name
+    out = tmp_path / "averaged.pt"
+    assert run_tool("average_weights", run, "--last", 2, "--out", out) == 0
+    before, after, averaged = (_ema_weights(path) for path in
+                               (run / "weights" / "epoch2.pt", run / "weights" / "epoch10.pt", out))
+    for name, tensor in before.items():
+        if tensor.is_floating_point():
+            np.testing.assert_allclose(averaged[name], tensor + 0.25, rtol=2e-3, atol=2e-3)
+            assert not np.allclose(averaged[name], after[name], atol=0.1)
+    state = checkpoint_state(out)
+    assert [Path(path).name for path in state[AVERAGED_KEY]] == ["epoch2.pt", "epoch10.pt"]
+    assert state[INPUT_KEY] == STANDARDISED and state["optimizer"] is None
+    boxes, scores = predict_boxes(load_detector(out), [np.full((64, 64, 3), 90, np.uint8)], 64, 0.001, "cpu")[0]
+    assert len(boxes) == len(scores)
+    result = _cli("detect.val", "--weights", out, "--registry", trained_run.registry, "--out", tmp_path / "val")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "map50" in json.loads((tmp_path / "val" / "metrics.json").read_text())["overall"]["coco"]
+
+
+def test_averaging_refuses_checkpoints_of_another_kind_naming_the_file(trained_run, tmp_path, capsys):
+    import torch
+    from ultralytics.nn.tasks import DetectionModel
+
+    from detect.model import checkpoint_state
+
+    epoch = trained_run.run / "weights" / "epoch1.pt"
+    raw_input = plain_detector_copy(epoch, tmp_path / "raw.pt")
+    state = checkpoint_state(epoch)
+    state["ema"] = DetectionModel("yolov5n.yaml", nc=80, verbose=False)  # another architecture (80-class head)
+    torch.save(state, tmp_path / "coco80.pt")
+    (tmp_path / "text.pt").write_text("not a checkpoint")
+    for other, problem in (("raw.pt", "raw input"), ("coco80.pt", "not the same architecture"),
+                           ("text.pt", "not a readable ultralytics checkpoint")):
+        assert run_tool("average_weights", epoch, tmp_path / other, "--out", tmp_path / f"avg-{other}") == 2
+        error = capsys.readouterr().err.strip()
+        assert error.startswith(str(tmp_path / other)) and problem in error and "\n" not in error
+        assert not (tmp_path / f"avg-{other}").exists()
+
+
+def test_averaging_never_overwrites_and_says_how_to_get_epoch_files(trained_run, tmp_path, capsys):
+    out = tmp_path / "mine.pt"
+    out.write_bytes(b"a user's file")
+    assert run_tool("average_weights", trained_run.run, "--last", 2, "--out", out) == 2
+    assert "already exists" in capsys.readouterr().err and out.read_bytes() == b"a user's file"
+    assert run_tool("average_weights", trained_run.run, "--last", 5, "--out", tmp_path / "five.pt") == 2
+    assert "--save-period 1" in capsys.readouterr().err and not (tmp_path / "five.pt").exists()

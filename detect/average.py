@@ -1,0 +1,91 @@
+"""Weight averaging for the detector: one checkpoint whose weights are the mean of several epochs' weights
+(stochastic weight averaging over the end of a schedule, ``detect.train --save-period 1``).
+
+Why it is not already there: ultralytics keeps an exponential moving average of the weights, but its decay
+ramps up as ``0.9999 * (1 - exp(-updates / 2000))`` and each new schedule counts updates from zero. A schedule
+of 20-30 epochs on this project's data makes 40-60 updates an epoch, so at its end the decay is 0.3-0.6: the
+"average" spans the last two or three batches. Averaging the last few epochs is the averaging such short
+schedules never get.
+
+BatchNorm statistics are averaged like the weights, without a recalibration pass: the epochs averaged are
+neighbours late in a decaying schedule, where the statistics barely move. The result is a final checkpoint
+(no optimizer state: it cannot be resumed, only fine-tuned from) that keeps the last epoch's training
+arguments and input standardisation, and lists the files it was averaged from.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import re
+from pathlib import Path
+
+from detect.model import INPUT_KEY, checkpoint_state
+from mri.files import write_atomic
+
+AVERAGED_KEY = "mri_averaged_from"  # checkpoint key: the files whose weights were averaged
+_EPOCH_FILE = re.compile(r"epoch(\d+)\.pt")  # ultralytics' name for --save-period checkpoints
+
+
+def epoch_checkpoints(run: str | Path) -> list[Path]:
+    """A training run's per-epoch checkpoints (weights/epochN.pt), oldest first."""
+    found = [(int(match.group(1)), path) for path in (Path(run) / "weights").glob("epoch*.pt")
+             if (match := _EPOCH_FILE.fullmatch(path.name))]
+    return [path for _, path in sorted(found)]
+
+
+def average_checkpoints(paths: list[str | Path]) -> dict:
+    """The checkpoint dict of the mean of ``paths``' weights; ValueError naming the file that does not fit."""
+    if not paths:
+        raise ValueError("no checkpoints to average")
+    states = [_read(path) for path in paths]
+    models = [_weights_of(state, path) for state, path in zip(states, paths)]
+    first, first_input = paths[0], states[0].get(INPUT_KEY)
+    reference = models[0].state_dict()
+    total = {name: tensor.double() for name, tensor in reference.items() if tensor.is_floating_point()}
+    for path, state, model in zip(paths[1:], states[1:], models[1:]):
+        if state.get(INPUT_KEY) != first_input:
+            raise ValueError(f"{path}: trained on {state.get(INPUT_KEY) or 'raw'} input, {first} on "
+                             f"{first_input or 'raw'} input; only one run's checkpoints can be averaged")
+        weights = model.state_dict()
+        if weights.keys() != reference.keys() or any(weights[k].shape != reference[k].shape for k in reference):
+            raise ValueError(f"{path}: not the same architecture as {first}; only one run's checkpoints can be averaged")
+        for name in total:
+            total[name] += weights[name].double()
+
+    averaged = copy.deepcopy(models[-1]).float()  # integer buffers (BatchNorm's batch count) from the last epoch
+    averaged.load_state_dict({name: (total[name] / len(models)) if name in total else tensor
+                              for name, tensor in models[-1].state_dict().items()})
+    averaged.half().requires_grad_(False)
+    checkpoint = {key: value for key, value in states[-1].items() if key not in ("train_metrics", "train_results")}
+    checkpoint.update({"model": averaged, "ema": None, "optimizer": None, "scaler": None, "updates": None,
+                       "best_fitness": None, "epoch": -1, AVERAGED_KEY: [str(path) for path in paths]})
+    return checkpoint
+
+
+def save_average(paths: list[str | Path], out: str | Path) -> Path:
+    """Write the average of ``paths`` to ``out`` (atomically; never over an existing file)."""
+    import torch
+
+    out = Path(out)
+    if out.exists():
+        raise FileExistsError(f"{out}: already exists; choose another --out (nothing was overwritten)")
+    buffer = io.BytesIO()
+    torch.save(average_checkpoints(paths), buffer)
+    return write_atomic(out, buffer.getvalue())
+
+
+def _read(path: str | Path) -> dict:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: checkpoint not found")
+    try:
+        return checkpoint_state(path)
+    except Exception as error:  # torch and ultralytics raise many types for a file that is not a checkpoint
+        raise ValueError(f"{path}: not a readable ultralytics checkpoint ({error.__class__.__name__})") from None
+
+
+def _weights_of(state: dict, path: str | Path):
+    model = state.get("ema") or state.get("model")
+    if model is None or not hasattr(model, "state_dict"):
+        raise ValueError(f"{path}: holds no detector weights (not an ultralytics checkpoint)")
+    return model.float()
