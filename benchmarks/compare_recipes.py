@@ -4,6 +4,7 @@
     python benchmarks/compare_recipes.py --arms default scanner@320 --epochs 30 --device 0 --jobs 2
     python benchmarks/compare_recipes.py --arms standardised standardised+yolov5s --device 0   # model size
     python benchmarks/compare_recipes.py --resume runs/bench/compare_recipes   # finish or re-score an earlier run
+    python benchmarks/compare_recipes.py --arms standardised --average-last 5     # last.pt vs its last 5 epochs averaged
 
 Every arm (``PRESET``, ``PRESET@IMGSZ`` or ``PRESET@IMGSZ+MODEL``, presets in detect/hyp/) trains with
 ``python -m detect.train`` on the registry without ``--hold-out`` (default br35h: mixed sizes, sequences and
@@ -27,7 +28,7 @@ from mri.registry import DatasetError, load_registry
 from mri.reporting import machine, output_folder, utc_now
 
 DEFAULT_ARMS = ["default", "standardised", "scanner"]  # mri and boxsafe lost (README); kept as presets
-SETTING_KEYS = ("model", "epochs", "batch", "fraction", "seed", "device", "workers", "hold_out", "registry")
+SETTING_KEYS = ("model", "epochs", "batch", "fraction", "seed", "device", "workers", "hold_out", "registry", "average_last")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -44,6 +45,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--jobs", type=int, default=1, help="arms trained at the same time")
+    parser.add_argument("--average-last", type=int, default=0, metavar="K",
+                        help="also score each arm's last K epochs' weights averaged, as ARM~avgK (same training)")
     parser.add_argument("--score", choices=["both", "held-out", "none"], default="both",
                         help="what to score after training (held-out alone is quicker, for choosing)")
     parser.add_argument("--seed", type=int, default=0)
@@ -56,11 +59,12 @@ def load_settings(args) -> tuple[dict, list[str]]:
     if not args.resume:
         return {k: getattr(args, k) for k in SETTING_KEYS}, args.arms
     saved = json.loads((resolve_path(args.resume) / "settings.json").read_text())
-    return {"registry": None, **saved["settings"], "device": args.device, "workers": args.workers}, saved["arms"]
+    return ({"registry": None, "average_last": 0, **saved["settings"], "device": args.device, "workers": args.workers},
+            saved["arms"])
 
 
 def main(args) -> int:
-    from detect.compare import Arm, pick_winner, render, score_arm, train_arms, trained_on
+    from detect.compare import Arm, averaged_name, averaged_weights, pick_winner, render, score_arm, train_arms, trained_on
     from detect.engine import model_source
     from detect.evaluate import load_ground_truth
     from mri.splits import registry_records
@@ -91,11 +95,19 @@ def main(args) -> int:
     except RuntimeError as error:
         print(error, file=sys.stderr)
         return 1
+    average_last = settings["average_last"]
+    try:
+        candidates = [(arm, arm.name, trained[arm.name]["weights"]) for arm in arms]
+        if average_last:
+            candidates += [(arm, averaged_name(arm, average_last), averaged_weights(arm, out, average_last)) for arm in arms]
+    except RuntimeError as error:
+        print(error, file=sys.stderr)
+        return 1
     rows = []
-    for arm in arms:
-        scores = score_arm(trained[arm.name]["weights"], arm.imgsz, test_sets, args.device) if test_sets else {}
-        rows.append({"arm": arm.name, "train_seconds": trained[arm.name]["train_seconds"], "scores": scores})
-        print(f"{arm.name}: {json.dumps(scores)}", flush=True)
+    for arm, name, weights in candidates:
+        scores = score_arm(weights, arm.imgsz, test_sets, args.device) if test_sets else {}
+        rows.append({"arm": name, "train_seconds": trained[arm.name]["train_seconds"], "scores": scores})
+        print(f"{name}: {json.dumps(scores)}", flush=True)
     report = {"date": utc_now(), "machine": machine(args.device), "trained_on": trained_on(trained),
               "settings": settings, "arms": rows,
               "winner": pick_winner(rows) if "held_out" in test_sets else None}

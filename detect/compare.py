@@ -6,7 +6,8 @@ arm trains through ``python -m detect.train`` on the same data (all registry dat
 and without any image the audit links to it), with the same epochs, seed, batch and fraction, and validates
 only after the last epoch, so ``last.pt`` is the arm's result. Each is then scored on (a) the leakage-free
 test splits of the sources it trained on and (b) every image of the held-out source, with the same metrics as
-``detect.val``.
+``detect.val``. With ``average_last`` K, each arm also keeps its epochs' weights and is scored a second time
+as ``ARM~avgK``: its last K epochs averaged (``detect.average``), the same training budget.
 """
 
 from __future__ import annotations
@@ -63,7 +64,28 @@ def train_command(arm: Arm, out: Path, settings: dict) -> list[str]:
         command += ["--hold-out", *settings["hold_out"]]
     if settings.get("registry"):
         command += ["--registry", str(settings["registry"])]
+    if settings.get("average_last"):
+        command += ["--save-period", "1"]
     return command
+
+
+def averaged_name(arm: Arm, last: int) -> str:
+    return f"{arm.name}~avg{last}"
+
+
+def averaged_weights(arm: Arm, out: Path, last: int) -> Path:
+    """The arm's last ``last`` epochs averaged into one checkpoint (made once, beside its last.pt)."""
+    from detect.average import epoch_checkpoints, save_average
+
+    weights = arm_folder(out, arm) / "weights"
+    averaged = weights / f"average-last{last}.pt"
+    if not averaged.is_file():
+        epochs = epoch_checkpoints(weights.parent)
+        if len(epochs) < last:
+            raise RuntimeError(f"arm {arm.name}: {len(epochs)} per-epoch checkpoints in {weights}, {last} to average "
+                               "(an arm trained without --average-last keeps none)")
+        save_average(epochs[-last:], averaged)
+    return averaged
 
 
 def train_arm(arm: Arm, out: Path, settings: dict) -> dict:
@@ -133,8 +155,10 @@ def render(report: dict) -> str:
         f"{report['date']}: trained on {report.get('trained_on', report['machine'])}, scored on {report['machine']}. "
         f"Every arm: {s['model']} (unless its name adds `+MODEL`), {s['epochs']} epochs, batch {s['batch']}, "
         f"seed {s['seed']}, fraction {s['fraction']} of the training images, trained on the registry without "
-        f"`{held}` (and without every image the audit links to it), `last.pt` scored. `in-distribution`: the "
-        f"leakage-free test splits of the training sources; `held-out`: every image of `{held}`.",
+        f"`{held}` (and without every image the audit links to it), `last.pt` scored"
+        + (f"; `ARM~avg{s['average_last']}`: the same arm's last {s['average_last']} epochs' weights averaged"
+           if s.get("average_last") else "")
+        + f". `in-distribution`: the leakage-free test splits of the training sources; `held-out`: every image of `{held}`.",
         "",
         "| arm | in-dist. mAP50 | in-dist. mAP50-95 | in-dist. sens@1FP | held-out mAP50 | held-out mAP50-95 | held-out sens@1FP | train s |",
         "|---|---|---|---|---|---|---|---|",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from detect.compare import Arm, pick_winner, render, train_command
+from detect.compare import Arm, averaged_weights, pick_winner, render, train_command
 from mri.merge import merge_datasets
 from mri.registry import load_registry
 from mri.splits import registry_records
@@ -55,6 +55,15 @@ def test_every_arm_trains_with_the_same_budget_and_never_validates_midway(tmp_pa
     for command in commands:
         assert "--no-val" in command and command[command.index("--hold-out") + 1] == "br35h"
     assert commands[0][commands[0].index("--hyp") + 1] == "default"
+    assert "--save-period" not in commands[0]  # epoch files only when averaging is asked for
+    averaging = train_command(Arm("default", 256), tmp_path, {**settings, "average_last": 5})
+    assert averaging[averaging.index("--save-period") + 1] == "1"
+
+
+def test_averaging_an_arm_trained_without_epoch_files_says_so(tmp_path):
+    (tmp_path / "arms" / "default@256" / "weights").mkdir(parents=True)
+    with pytest.raises(RuntimeError, match="0 per-epoch checkpoints.*--average-last"):
+        averaged_weights(Arm("default", 256), tmp_path, 5)
 
 
 def test_the_winner_is_chosen_on_the_held_out_source_not_in_distribution():
@@ -103,13 +112,15 @@ def test_compare_recipes_trains_scores_and_resumes(tiny_registry, tmp_path):
     _registry_with_links(tmp_path, tiny_registry)
     out = tmp_path / "compare"
     command = [sys.executable, "benchmarks/compare_recipes.py", "--registry", str(tiny_registry), "--hold-out", "tiny_coco",
-               "--arms", "default", "boxsafe@64", "--imgsz", "96", "--epochs", "1", "--batch", "4", "--workers", "0",
-               "--jobs", "2", "--out", str(out)]  # both arms at once: one merged dataset, one label cache
+               "--arms", "default", "boxsafe@64", "--imgsz", "96", "--epochs", "2", "--batch", "4", "--workers", "0",
+               "--average-last", "2", "--jobs", "2", "--out", str(out)]  # both arms at once: one merged dataset, one label cache
     result = subprocess.run(command, cwd=PROJECT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((out / "compare_recipes.json").read_text())
-    assert [row["arm"] for row in report["arms"]] == ["default@96", "boxsafe@64"]
-    assert report["winner"] in ("default@96", "boxsafe@64")
+    rows = ["default@96", "boxsafe@64", "default@96~avg2", "boxsafe@64~avg2"]  # each arm also as its last 2 epochs averaged
+    assert [row["arm"] for row in report["arms"]] == rows and report["winner"] in rows
+    for arm in ("default@96", "boxsafe@64"):
+        assert (out / "arms" / arm / "weights" / "average-last2.pt").is_file()
     for row in report["arms"]:
         assert row["scores"]["held_out"]["n_images"] == 9  # every image of the held-out source
         assert 0.0 <= row["scores"]["in_distribution"]["map50"] <= 1.0
