@@ -25,6 +25,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--last", type=int, default=5, help="with a run folder: how many of its last epochs to average")
     parser.add_argument("--out", default=None,
                         help="the averaged checkpoint (default with a run folder: RUN/weights/average-lastK.pt)")
+    parser.add_argument("--seed", type=int, default=0, help="unused (nothing is random); kept for a uniform CLI")
     return parser
 
 
