@@ -45,8 +45,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--jobs", type=int, default=1, help="arms trained at the same time")
-    parser.add_argument("--average-last", type=int, default=0, metavar="K",
-                        help="also score each arm's last K epochs' weights averaged, as ARM~avgK (same training)")
+    parser.add_argument("--average-last", type=int, default=None, metavar="K",
+                        help="also score each arm's last K epochs' weights averaged, as ARM~avgK (same training; "
+                             "each epoch's checkpoint is kept, 10-25 MB for yolov5n); with --resume, the saved value "
+                             "unless given")
     parser.add_argument("--score", choices=["both", "held-out", "none"], default="both",
                         help="what to score after training (held-out alone is quicker, for choosing)")
     parser.add_argument("--seed", type=int, default=0)
@@ -57,10 +59,18 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def load_settings(args) -> tuple[dict, list[str]]:
     if not args.resume:
-        return {k: getattr(args, k) for k in SETTING_KEYS}, args.arms
-    saved = json.loads((resolve_path(args.resume) / "settings.json").read_text())
-    return ({"registry": None, "average_last": 0, **saved["settings"], "device": args.device, "workers": args.workers},
-            saved["arms"])
+        settings, arms = {k: getattr(args, k) for k in SETTING_KEYS}, args.arms
+    else:
+        saved = json.loads((resolve_path(args.resume) / "settings.json").read_text())
+        settings = {"registry": None, "average_last": 0, **saved["settings"], "device": args.device, "workers": args.workers}
+        arms = saved["arms"]
+    if args.average_last is not None:
+        settings["average_last"] = args.average_last
+    settings["average_last"] = settings["average_last"] or 0
+    if not 0 <= settings["average_last"] <= settings["epochs"]:
+        raise ValueError(f"--average-last {settings['average_last']}: between 1 and the {settings['epochs']} epochs "
+                         "an arm trains (0: none)")
+    return settings, arms
 
 
 def main(args) -> int:

@@ -8,9 +8,10 @@ of 20-30 epochs on this project's data makes 40-60 updates an epoch, so at its e
 schedules never get.
 
 BatchNorm statistics are averaged like the weights, without a recalibration pass: the epochs averaged are
-neighbours late in a decaying schedule, where the statistics barely move. The result is a final checkpoint
-(no optimizer state: it cannot be resumed, only fine-tuned from) that keeps the last epoch's training
-arguments and input standardisation, and lists the files it was averaged from.
+neighbours late in a decaying schedule, where the statistics barely move. Only one run's checkpoints are
+averaged (same run name, architecture, classes and input), each once. The result is a final checkpoint (no
+optimizer state: it cannot be resumed, only fine-tuned from) that keeps the last epoch's training arguments
+and input standardisation, and lists the files it was averaged from.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import copy
 import io
 import re
+from datetime import datetime
 from pathlib import Path
 
 from detect.model import INPUT_KEY, checkpoint_state
@@ -27,29 +29,51 @@ AVERAGED_KEY = "mri_averaged_from"  # checkpoint key: the files whose weights we
 _EPOCH_FILE = re.compile(r"epoch(\d+)\.pt")  # ultralytics' name for --save-period checkpoints
 
 
-def epoch_checkpoints(run: str | Path) -> list[Path]:
-    """A training run's per-epoch checkpoints (weights/epochN.pt), oldest first."""
+def epoch_checkpoints(run: str | Path) -> list[tuple[int, Path]]:
+    """A training run's per-epoch checkpoints (weights/epochN.pt) as (N, path), oldest first."""
     found = [(int(match.group(1)), path) for path in (Path(run) / "weights").glob("epoch*.pt")
              if (match := _EPOCH_FILE.fullmatch(path.name))]
-    return [path for _, path in sorted(found)]
+    return sorted(found)
+
+
+def last_epochs(run: str | Path, last: int) -> list[Path]:
+    """The run's last ``last`` epoch checkpoints; ValueError in one line when there are not that many, evenly
+    spaced (a gap means an epoch's file is missing, e.g. a run killed between saving last.pt and epochN.pt)."""
+    run = Path(run)
+    if last < 1:
+        raise ValueError(f"{run}: --last {last}: average at least one epoch")
+    epochs = epoch_checkpoints(run)
+    if len(epochs) < last:
+        raise ValueError(f"{run}: {len(epochs)} per-epoch checkpoints (weights/epochN.pt), {last} asked for "
+                         "(train with --save-period 1 to keep them)")
+    chosen = epochs[-last:]
+    steps = {later - earlier for (earlier, _), (later, _) in zip(chosen, chosen[1:])}
+    if len(steps) > 1:
+        raise ValueError(f"{run}: epochs {', '.join(str(n) for n, _ in chosen)} are not evenly spaced; "
+                         "an epoch's checkpoint is missing")
+    return [path for _, path in chosen]
+
+
+def default_output(run: str | Path, last: int) -> Path:
+    return Path(run) / "weights" / f"average-last{last}.pt"
 
 
 def average_checkpoints(paths: list[str | Path]) -> dict:
     """The checkpoint dict of the mean of ``paths``' weights; ValueError naming the file that does not fit."""
     if not paths:
         raise ValueError("no checkpoints to average")
+    seen = set()
+    for path in paths:
+        if Path(path).resolve() in seen:
+            raise ValueError(f"{path}: given twice; each checkpoint is averaged once")
+        seen.add(Path(path).resolve())
     states = [_read(path) for path in paths]
     models = [_weights_of(state, path) for state, path in zip(states, paths)]
-    first, first_input = paths[0], states[0].get(INPUT_KEY)
-    reference = models[0].state_dict()
+    first, reference = paths[0], models[0].state_dict()
     total = {name: tensor.double() for name, tensor in reference.items() if tensor.is_floating_point()}
     for path, state, model in zip(paths[1:], states[1:], models[1:]):
-        if state.get(INPUT_KEY) != first_input:
-            raise ValueError(f"{path}: trained on {state.get(INPUT_KEY) or 'raw'} input, {first} on "
-                             f"{first_input or 'raw'} input; only one run's checkpoints can be averaged")
+        _check_same_run(path, state, model, first, states[0], models[0])
         weights = model.state_dict()
-        if weights.keys() != reference.keys() or any(weights[k].shape != reference[k].shape for k in reference):
-            raise ValueError(f"{path}: not the same architecture as {first}; only one run's checkpoints can be averaged")
         for name in total:
             total[name] += weights[name].double()
 
@@ -59,12 +83,14 @@ def average_checkpoints(paths: list[str | Path]) -> dict:
     averaged.half().requires_grad_(False)
     checkpoint = {key: value for key, value in states[-1].items() if key not in ("train_metrics", "train_results")}
     checkpoint.update({"model": averaged, "ema": None, "optimizer": None, "scaler": None, "updates": None,
-                       "best_fitness": None, "epoch": -1, AVERAGED_KEY: [str(path) for path in paths]})
+                       "best_fitness": None, "stopper": None, "epoch": -1, "date": datetime.now().astimezone().isoformat(),
+                       AVERAGED_KEY: [str(path) for path in paths]})
     return checkpoint
 
 
 def save_average(paths: list[str | Path], out: str | Path) -> Path:
-    """Write the average of ``paths`` to ``out`` (atomically; never over an existing file)."""
+    """Write the average of ``paths`` to ``out`` (atomically; never over an existing file, also one that appears
+    while averaging)."""
     import torch
 
     out = Path(out)
@@ -72,16 +98,37 @@ def save_average(paths: list[str | Path], out: str | Path) -> Path:
         raise FileExistsError(f"{out}: already exists; choose another --out (nothing was overwritten)")
     buffer = io.BytesIO()
     torch.save(average_checkpoints(paths), buffer)
-    return write_atomic(out, buffer.getvalue())
+    out.parent.mkdir(parents=True, exist_ok=True)  # its own errors, not "already exists" below
+    try:
+        return write_atomic(out, buffer.getvalue(), overwrite=False)
+    except FileExistsError:
+        raise FileExistsError(f"{out}: already exists; choose another --out (nothing was overwritten)") from None
+
+
+def _check_same_run(path, state: dict, model, first, first_state: dict, first_model) -> None:
+    if state.get(INPUT_KEY) != first_state.get(INPUT_KEY):
+        raise ValueError(f"{path}: trained on {state.get(INPUT_KEY) or 'raw'} input, {first} on "
+                         f"{first_state.get(INPUT_KEY) or 'raw'} input; only one run's checkpoints can be averaged")
+    run, first_run = (s.get("train_args", {}).get("name") for s in (state, first_state))
+    if run != first_run:
+        raise ValueError(f"{path}: from run '{run}', {first} from run '{first_run}'; only one run's checkpoints "
+                         "can be averaged")
+    weights, reference = model.state_dict(), first_model.state_dict()
+    same_shapes = weights.keys() == reference.keys() and all(weights[k].shape == reference[k].shape for k in reference)
+    if not same_shapes or getattr(model, "names", None) != getattr(first_model, "names", None):
+        raise ValueError(f"{path}: not the same architecture or classes as {first}; only one run's checkpoints "
+                         "can be averaged")
 
 
 def _read(path: str | Path) -> dict:
     if not Path(path).is_file():
         raise FileNotFoundError(f"{path}: checkpoint not found")
     try:
-        return checkpoint_state(path)
+        state = checkpoint_state(path)
     except Exception as error:  # torch and ultralytics raise many types for a file that is not a checkpoint
         raise ValueError(f"{path}: not a readable ultralytics checkpoint ({error.__class__.__name__})") from None
+    state.pop("optimizer", None)  # the largest part of a training checkpoint, and not needed here
+    return state
 
 
 def _weights_of(state: dict, path: str | Path):

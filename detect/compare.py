@@ -74,17 +74,17 @@ def averaged_name(arm: Arm, last: int) -> str:
 
 
 def averaged_weights(arm: Arm, out: Path, last: int) -> Path:
-    """The arm's last ``last`` epochs averaged into one checkpoint (made once, beside its last.pt)."""
-    from detect.average import epoch_checkpoints, save_average
+    """The arm's last ``last`` epochs averaged into one checkpoint (made once, beside its last.pt); RuntimeError
+    in one line when they cannot be."""
+    from detect.average import default_output, last_epochs, save_average
 
-    weights = arm_folder(out, arm) / "weights"
-    averaged = weights / f"average-last{last}.pt"
+    folder = arm_folder(out, arm)
+    averaged = default_output(folder, last)
     if not averaged.is_file():
-        epochs = epoch_checkpoints(weights.parent)
-        if len(epochs) < last:
-            raise RuntimeError(f"arm {arm.name}: {len(epochs)} per-epoch checkpoints in {weights}, {last} to average "
-                               "(an arm trained without --average-last keeps none)")
-        save_average(epochs[-last:], averaged)
+        try:
+            save_average(last_epochs(folder, last), averaged)
+        except (ValueError, OSError) as error:
+            raise RuntimeError(f"arm {arm.name}: {error}") from None
     return averaged
 
 
@@ -139,8 +139,9 @@ def score_arm(weights: str | Path, imgsz: int, test_sets: dict[str, list], devic
 
 
 def pick_winner(rows: list[dict], by: str = "held_out") -> str:
-    """The arm with the best mAP50-95 on the held-out source (mAP50 breaks ties): choose by the unseen source."""
-    scored = [r for r in rows if by in r["scores"]]
+    """The arm with the best mAP50-95 on the held-out source (mAP50 breaks ties): choose by the unseen source.
+    Recipes only: an averaged row (``ARM~avgK``) is the same recipe's weights taken another way, shown beside it."""
+    scored = [r for r in rows if by in r["scores"] and "~avg" not in r["arm"]]
     best = max(scored, key=lambda r: (r["scores"][by]["map50_95"], r["scores"][by]["map50"]))
     return best["arm"]
 

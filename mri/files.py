@@ -14,11 +14,12 @@ import yaml
 from filelock import FileLock
 
 
-def write_atomic(path: str | Path, data: str | bytes) -> Path:
+def write_atomic(path: str | Path, data: str | bytes, overwrite: bool = True) -> Path:
     """Write ``data`` to ``path`` through a temporary file and a rename, so readers never see half a file.
 
     Text is written as UTF-8; undecodable bytes of file names in it become ``\\xNN`` (see ``printable``).
-    The temporary file is removed when writing fails.
+    The temporary file is removed when writing fails. ``overwrite=False``: FileExistsError if ``path`` exists
+    by the time the file is complete (a hard link, which unlike a rename never replaces).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -32,7 +33,13 @@ def write_atomic(path: str | Path, data: str | bytes) -> Path:
             handle.close()
             os.unlink(handle.name)
             raise
-    os.replace(handle.name, path)
+    if overwrite:
+        os.replace(handle.name, path)
+        return path
+    try:
+        os.link(handle.name, path)
+    finally:
+        os.unlink(handle.name)
     return path
 
 

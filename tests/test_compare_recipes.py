@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from detect.average import AVERAGED_KEY
 from detect.compare import Arm, averaged_weights, pick_winner, render, train_command
+from detect.model import checkpoint_state
 from mri.merge import merge_datasets
 from mri.registry import load_registry
 from mri.splits import registry_records
@@ -60,9 +62,18 @@ def test_every_arm_trains_with_the_same_budget_and_never_validates_midway(tmp_pa
     assert averaging[averaging.index("--save-period") + 1] == "1"
 
 
+def test_average_last_is_checked_before_any_arm_trains(tiny_registry, tmp_path):
+    for k in ("-1", "3"):  # the arms train 2 epochs
+        out = tmp_path / f"compare{k}"
+        result = subprocess.run([sys.executable, "benchmarks/compare_recipes.py", "--registry", str(tiny_registry),
+                                 "--hold-out", "tiny_coco", "--epochs", "2", "--average-last", k, "--out", str(out)],
+                                cwd=PROJECT, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 2 and f"--average-last {k}" in result.stderr and not (out / "arms").exists()
+
+
 def test_averaging_an_arm_trained_without_epoch_files_says_so(tmp_path):
     (tmp_path / "arms" / "default@256" / "weights").mkdir(parents=True)
-    with pytest.raises(RuntimeError, match="0 per-epoch checkpoints.*--average-last"):
+    with pytest.raises(RuntimeError, match="arm default@256: .*0 per-epoch checkpoints"):
         averaged_weights(Arm("default", 256), tmp_path, 5)
 
 
@@ -74,6 +85,8 @@ def test_the_winner_is_chosen_on_the_held_out_source_not_in_distribution():
                                                                 "held_out": {"map50": 0.6, "map50_95": 0.45, "sens_at_1fp": 0.7}}},
     ]
     assert pick_winner(rows) == "scanner@256"
+    averaged = {**rows[0], "arm": "default@256~avg5", "scores": {"held_out": {"map50": 0.7, "map50_95": 0.5, "sens_at_1fp": 0.8}}}
+    assert pick_winner([*rows, averaged]) == "scanner@256"  # recipes compete; an averaged row is shown beside its arm
     table = render({"date": "d", "machine": "m", "arms": rows, "winner": "scanner@256",
                     "settings": {"model": "yolov5n", "epochs": 1, "batch": 1, "seed": 0, "fraction": 1.0, "hold_out": ["x"]}})
     assert "| `scanner@256` (chosen) | 0.800 | 0.500 | 0.800 | 0.600 | 0.450 | 0.700 |" in table
@@ -119,8 +132,11 @@ def test_compare_recipes_trains_scores_and_resumes(tiny_registry, tmp_path):
     report = json.loads((out / "compare_recipes.json").read_text())
     rows = ["default@96", "boxsafe@64", "default@96~avg2", "boxsafe@64~avg2"]  # each arm also as its last 2 epochs averaged
     assert [row["arm"] for row in report["arms"]] == rows and report["winner"] in rows
+    assert report["winner"] in rows[:2]  # a recipe; the averaged rows are shown beside it
     for arm in ("default@96", "boxsafe@64"):
-        assert (out / "arms" / arm / "weights" / "average-last2.pt").is_file()
+        averaged = checkpoint_state(out / "arms" / arm / "weights" / "average-last2.pt")
+        assert [Path(p).parent.parent.name + "/" + Path(p).name for p in averaged[AVERAGED_KEY]] == [
+            f"{arm}/epoch0.pt", f"{arm}/epoch1.pt"]
     for row in report["arms"]:
         assert row["scores"]["held_out"]["n_images"] == 9  # every image of the held-out source
         assert 0.0 <= row["scores"]["in_distribution"]["map50"] <= 1.0

@@ -578,8 +578,14 @@ def test_averaging_the_last_epochs_gives_their_mean_and_a_detector_that_scores(t
     state = checkpoint_state(out)
     assert [Path(path).name for path in state[AVERAGED_KEY]] == ["epoch2.pt", "epoch10.pt"]
     assert state[INPUT_KEY] == STANDARDISED and state["optimizer"] is None
-    boxes, scores = predict_boxes(load_detector(out), [np.full((64, 64, 3), 90, np.uint8)], 64, 0.001, "cpu")[0]
-    assert len(boxes) == len(scores)
+    assert averaged[next(iter(before))].dtype == torch.float32  # _ema_weights converts; the file holds fp16
+    assert next(state["model"].parameters()).dtype == torch.float16 and state["train_args"]["imgsz"] == 64
+    single = tmp_path / "single.pt"  # the mean of one checkpoint is that checkpoint: same boxes, same scores
+    assert run_tool("average_weights", run / "weights" / "epoch2.pt", "--out", single) == 0
+    scan = [np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)]
+    (boxes, scores), = predict_boxes(load_detector(single), scan, 64, 0.001, "cpu")
+    (source_boxes, source_scores), = predict_boxes(load_detector(run / "weights" / "epoch2.pt"), scan, 64, 0.001, "cpu")
+    assert len(scores) and np.array_equal(boxes, source_boxes) and np.array_equal(scores, source_scores)
     result = _cli("detect.val", "--weights", out, "--registry", trained_run.registry, "--out", tmp_path / "val")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "map50" in json.loads((tmp_path / "val" / "metrics.json").read_text())["overall"]["coco"]
@@ -605,10 +611,41 @@ def test_averaging_refuses_checkpoints_of_another_kind_naming_the_file(trained_r
         assert not (tmp_path / f"avg-{other}").exists()
 
 
-def test_averaging_never_overwrites_and_says_how_to_get_epoch_files(trained_run, tmp_path, capsys):
+def test_averaging_never_overwrites_and_says_what_is_missing(trained_run, tmp_path, capsys):
+    import shutil
+
     out = tmp_path / "mine.pt"
     out.write_bytes(b"a user's file")
     assert run_tool("average_weights", trained_run.run, "--last", 2, "--out", out) == 2
     assert "already exists" in capsys.readouterr().err and out.read_bytes() == b"a user's file"
     assert run_tool("average_weights", trained_run.run, "--last", 5, "--out", tmp_path / "five.pt") == 2
     assert "--save-period 1" in capsys.readouterr().err and not (tmp_path / "five.pt").exists()
+    gap = tmp_path / "gap"  # epochs 0 and 2 kept, 1 lost (killed between last.pt and epoch1.pt)
+    (gap / "weights").mkdir(parents=True)
+    shutil.copy(trained_run.run / "weights" / "epoch0.pt", gap / "weights" / "epoch0.pt")
+    shutil.copy(trained_run.run / "weights" / "epoch1.pt", gap / "weights" / "epoch2.pt")
+    shutil.copy(trained_run.run / "weights" / "epoch1.pt", gap / "weights" / "epoch3.pt")
+    assert run_tool("average_weights", gap / "weights", "--last", 3) == 2  # the weights/ folder means its run
+    assert "not evenly spaced" in capsys.readouterr().err
+    assert run_tool("average_weights", tmp_path / "typo", "--out", tmp_path / "x.pt") == 2
+    assert capsys.readouterr().err.startswith(str(tmp_path / "typo"))
+    (tmp_path / "a-file").write_text("")
+    assert run_tool("average_weights", gap, "--last", 2, "--out", tmp_path / "a-file" / "x.pt") == 2
+    error = capsys.readouterr().err
+    assert error.startswith(str(tmp_path / "a-file" / "x.pt") + ": cannot write") and error.count("\n") == 1
+    assert run_tool("average_weights", trained_run.run / "weights" / "epoch1.pt", trained_run.run / "weights" / "epoch1.pt",
+                    "--out", tmp_path / "twice.pt") == 2
+    assert "given twice" in capsys.readouterr().err
+
+
+def test_averaging_refuses_another_runs_checkpoints(trained_run, tmp_path, capsys):
+    import torch
+
+    from detect.model import checkpoint_state
+
+    epoch = trained_run.run / "weights" / "epoch1.pt"
+    state = checkpoint_state(epoch)
+    state["train_args"] = {**state["train_args"], "name": "another-run"}
+    torch.save(state, tmp_path / "other.pt")
+    assert run_tool("average_weights", epoch, tmp_path / "other.pt", "--out", tmp_path / "avg.pt") == 2
+    assert "from run 'another-run'" in capsys.readouterr().err and not (tmp_path / "avg.pt").exists()

@@ -3,7 +3,7 @@ helps here: detect/average.py). Train with ``--save-period 1`` so each epoch's w
 
     python tools/average_weights.py runs/detect/NAME                 # its last 5 epochs -> weights/average-last5.pt
     python tools/average_weights.py runs/detect/NAME --last 3 --out averaged.pt
-    python tools/average_weights.py a.pt b.pt c.pt --out averaged.pt  # any checkpoints of one run
+    python tools/average_weights.py a.pt b.pt c.pt --out averaged.pt  # checkpoints of one run
 
 The result is a detector like any other (``tools/infer.py --det-weights``, ``detect.val --weights``); an
 existing --out is never overwritten.
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import mri.offline  # noqa: F401
 from mri.cli import resolve_path
@@ -29,37 +28,27 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def chosen_checkpoints(args) -> tuple[list[Path], Path]:
-    """The files to average and where the result goes; ValueError in one line when the request does not fit."""
-    from detect.average import epoch_checkpoints
+def main(args) -> int:
+    from detect.average import default_output, last_epochs, save_average
 
     sources = [resolve_path(source) for source in args.sources]
-    if len(sources) == 1 and sources[0].is_dir():
-        run = sources[0]
-        epochs = epoch_checkpoints(run)
-        if args.last < 1 or len(epochs) < args.last:
-            raise ValueError(f"{run}: {len(epochs)} per-epoch checkpoints (weights/epochN.pt), --last {args.last} "
-                             f"asked for (train with --save-period 1 to keep them)")
-        return epochs[-args.last:], resolve_path(args.out) if args.out else run / "weights" / f"average-last{args.last}.pt"
-    if args.out is None:
-        raise ValueError("--out is needed when checkpoint files are given")
-    folders = [source for source in sources if source.is_dir()]
-    if folders:
-        raise ValueError(f"{folders[0]}: give one run folder, or checkpoint files, not both")
-    return sources, resolve_path(args.out)
-
-
-def main(args) -> int:
-    from detect.average import save_average
-
+    run = sources[0].parent if sources[0].name == "weights" and sources[0].is_dir() else sources[0]
+    out = resolve_path(args.out) if args.out else None
     try:
-        paths, out = chosen_checkpoints(args)
+        if len(sources) == 1 and run.is_dir():
+            paths, out = last_epochs(run, args.last), out or default_output(run, args.last)
+        else:
+            paths = sources
+            not_files = [path for path in paths if not path.is_file()]
+            if not_files:
+                raise FileNotFoundError(f"{not_files[0]}: not a checkpoint file (give one run folder, or checkpoint files)")
+            if out is None:
+                raise ValueError(f"{paths[0]}: --out is needed when checkpoint files are given")
         save_average(paths, out)
-    except (ValueError, FileNotFoundError, FileExistsError) as error:
-        print(error, file=sys.stderr)
+    except (ValueError, OSError) as error:  # ours name the file; the system's (errno set) come from writing --out
+        print(f"{out}: cannot write ({error.strerror})" if getattr(error, "errno", None) else error, file=sys.stderr)
         return 2
-    names = ", ".join(path.name for path in paths)
-    print(f"{out}: the mean of {len(paths)} checkpoints ({names})")
+    print(f"{out}: the mean of {len(paths)} checkpoints ({', '.join(path.name for path in paths)})")
     return 0
 
 
