@@ -247,6 +247,8 @@ for seed in 0 1; do
   done
   $PY tools/evaluate.py --data br35h --split all --no-tta --det-weights runs/detect/$name/weights/average-last5.pt \
       --baseline-det-weights runs/detect/$name/weights/last.pt --out runs/eval-ab/swa-seed$seed
+  $PY tools/evaluate.py --data br35h --split all --tta --det-weights runs/detect/$name/weights/average-last5.pt \
+      --baseline-det-weights runs/detect/$name/weights/last.pt --out runs/eval-ab/swa-seed$seed-tta
 done
 #     An eighth schedule from the 207-epoch weights, as the seventh but keeping its epochs, fitted to 1.25 h (33 epochs);
 #     under the same rule, its weights are its last 5 epochs averaged (the average won above). Validation fitness 0.609
