@@ -233,17 +233,19 @@ matched_pair runs/detect/std-cpu-cont6/weights/best.pt c6
 MRI_DATA_DIR=runs/compact256 $PY -m detect.train --model weights/candidate/detector.pt --hyp standardised-continue \
     --imgsz 256 --epochs 30 --hours 1.3 --batch 64 --workers 2 --no-plots --seed 0 --patience 0 --name std-cpu-anneal7
 cp runs/detect/std-cpu-anneal7/weights/best.pt weights/candidate/detector.pt
-#     Weight averaging on the held-out source, equal budget: step 8's standardised arm (seed 0, then seed 1 as a check)
+#     Weight averaging on the held-out source, equal budget: step 8's standardised arm (seed 0; seeds 1 and 2 as checks)
 #     trained keeping its epochs, scored as its last.pt and as its last 5 epochs averaged. Rule, written before: the
 #     average counts as better only with a higher held-out mAP50-95 and no lower held-out mAP50 (single-scale).
 #     (`compare_recipes.py --arms standardised --epochs 20 --batch 64 --average-last 5` trains and scores the same.)
-for seed in 0 1; do
-  name=heldout-std-swa; [ $seed = 1 ] && name=heldout-std-swa-seed1
+for seed in 0 1 2; do
+  name=heldout-std-swa; [ $seed != 0 ] && name=heldout-std-swa-seed$seed
   MRI_DATA_DIR=runs/compact256 $PY -m detect.train --model yolov5n --hyp standardised --imgsz 256 --epochs 20 --batch 64 \
       --fraction 1.0 --seed $seed --device cpu --workers 2 --no-val --no-plots --hold-out br35h --save-period 1 --name $name
   $PY tools/average_weights.py runs/detect/$name --last 5
   for w in last average-last5; do
     $PY -m detect.val --weights runs/detect/$name/weights/$w.pt --data br35h --split all --out runs/eval-det/$name-$w
+    $PY -m detect.val --weights runs/detect/$name/weights/$w.pt --data rf_mri4 rsna_axial --split test \
+        --out runs/eval-det/$name-$w-indist
   done
   $PY tools/evaluate.py --data br35h --split all --no-tta --det-weights runs/detect/$name/weights/average-last5.pt \
       --baseline-det-weights runs/detect/$name/weights/last.pt --out runs/eval-ab/swa-seed$seed
