@@ -26,6 +26,7 @@ from detect.model import INPUT_KEY, checkpoint_state
 from mri.files import write_atomic
 
 AVERAGED_KEY = "mri_averaged_from"  # checkpoint key: the files whose weights were averaged
+AVERAGED_MARK = "~avg"  # ARM~avgK: a recipe comparison's row for an arm's last K epochs averaged
 _EPOCH_FILE = re.compile(r"epoch(\d+)\.pt")  # ultralytics' name for --save-period checkpoints
 
 
@@ -94,15 +95,16 @@ def save_average(paths: list[str | Path], out: str | Path) -> Path:
     import torch
 
     out = Path(out)
+    taken = FileExistsError(f"{out}: already exists; choose another --out (nothing was overwritten)")
     if out.exists():
-        raise FileExistsError(f"{out}: already exists; choose another --out (nothing was overwritten)")
+        raise taken
     buffer = io.BytesIO()
     torch.save(average_checkpoints(paths), buffer)
     out.parent.mkdir(parents=True, exist_ok=True)  # its own errors, not "already exists" below
     try:
         return write_atomic(out, buffer.getvalue(), overwrite=False)
     except FileExistsError:
-        raise FileExistsError(f"{out}: already exists; choose another --out (nothing was overwritten)") from None
+        raise taken from None
 
 
 def _check_same_run(path, state: dict, model, first, first_state: dict, first_model) -> None:
@@ -122,7 +124,7 @@ def _check_same_run(path, state: dict, model, first, first_state: dict, first_mo
 
 def _read(path: str | Path) -> dict:
     if not Path(path).is_file():
-        raise FileNotFoundError(f"{path}: checkpoint not found")
+        raise FileNotFoundError(f"{path}: not a checkpoint file (give one run folder, or checkpoint files)")
     try:
         state = checkpoint_state(path)
     except Exception as error:  # torch and ultralytics raise many types for a file that is not a checkpoint

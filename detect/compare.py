@@ -70,7 +70,9 @@ def train_command(arm: Arm, out: Path, settings: dict) -> list[str]:
 
 
 def averaged_name(arm: Arm, last: int) -> str:
-    return f"{arm.name}~avg{last}"
+    from detect.average import AVERAGED_MARK
+
+    return f"{arm.name}{AVERAGED_MARK}{last}"
 
 
 def averaged_weights(arm: Arm, out: Path, last: int) -> Path:
@@ -141,7 +143,9 @@ def score_arm(weights: str | Path, imgsz: int, test_sets: dict[str, list], devic
 def pick_winner(rows: list[dict], by: str = "held_out") -> str:
     """The arm with the best mAP50-95 on the held-out source (mAP50 breaks ties): choose by the unseen source.
     Recipes only: an averaged row (``ARM~avgK``) is the same recipe's weights taken another way, shown beside it."""
-    scored = [r for r in rows if by in r["scores"] and "~avg" not in r["arm"]]
+    from detect.average import AVERAGED_MARK
+
+    scored = [r for r in rows if by in r["scores"] and AVERAGED_MARK not in r["arm"]]
     best = max(scored, key=lambda r: (r["scores"][by]["map50_95"], r["scores"][by]["map50"]))
     return best["arm"]
 

@@ -38,10 +38,7 @@ def main(args) -> int:
         if len(sources) == 1 and run.is_dir():
             paths, out = last_epochs(run, args.last), out or default_output(run, args.last)
         else:
-            paths = sources
-            not_files = [path for path in paths if not path.is_file()]
-            if not_files:
-                raise FileNotFoundError(f"{not_files[0]}: not a checkpoint file (give one run folder, or checkpoint files)")
+            paths = sources  # each checked as it is read
             if out is None:
                 raise ValueError(f"{paths[0]}: --out is needed when checkpoint files are given")
         save_average(paths, out)
