@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from mri.metrics import (ImageResult, coco_map, f1_score, fp_per_image_at_sensitivity, froc, localisation_by_type,
-                         map50_interval, match_greedy, overall_and_per_dataset, paired_map50_difference)
+from mri.metrics import (ImageResult, by_resolution, coco_map, f1_score, fp_per_image_at_sensitivity, froc,
+                         localisation_by_type, map50_interval, match_greedy, overall_and_per_dataset,
+                         paired_map50_difference)
 
 EVAL_CONF = 0.005  # low, so the curves (mAP, FROC) see nearly every box
 
@@ -73,7 +74,8 @@ def figures(results: list[ImageResult], operating: list[ImageResult], types: lis
 
 def compare(detector: list[ImageResult], cascade: list[ImageResult], detector_shown: list[ImageResult],
             cascade_shown: list[ImageResult], types: list[str], detector_typed: bool = False) -> dict:
-    """Detector and cascade figures, overall and per source dataset (``*_shown``: operating-point boxes)."""
+    """Detector and cascade figures, overall, per source dataset and by native resolution (``*_shown``:
+    operating-point boxes)."""
     def both(indices):
         pick = lambda items: [items[i] for i in indices]  # noqa: E731
         return {"detector": figures(pick(detector), pick(detector_shown), types, detector_typed),
@@ -83,7 +85,7 @@ def compare(detector: list[ImageResult], cascade: list[ImageResult], detector_sh
     per_dataset = {}
     for name in sorted({r.dataset for r in detector}):
         per_dataset[name] = both([i for i, r in enumerate(detector) if r.dataset == name])
-    return {**everything, "per_dataset": per_dataset}
+    return {**everything, "per_dataset": per_dataset, "by_resolution": by_resolution(both, detector)}
 
 
 def load_for_evaluation(det_weights, cls_weights, imgsz=None, device="cpu", threshold=None, tta=None, fusion=True):

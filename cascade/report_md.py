@@ -46,6 +46,20 @@ def _by_type_table(block: dict) -> list[str]:
     return lines
 
 
+def _by_resolution_table(by_resolution: dict) -> list[str]:
+    """Per bin of the slices' native longer side: detector and cascade mAP and sensitivity at 1 FP/image."""
+    if not by_resolution:
+        return []
+    lines = ["", "## By the slices' native resolution (longer side)", "",
+             "| slices | images | detector mAP50 (95% interval) / mAP50-95 / sens@1FP "
+             "| cascade mAP50 (95% interval) / mAP50-95 / sens@1FP |", "|---|---|---|---|"]
+    for label, block in by_resolution.items():
+        cells = [f"{fmt(f['map50'])} ({fmt_interval(f.get('map50_ci95'))}) / {fmt(f['map50_95'])} / "
+                 f"{fmt(f['sens_at_fp']['1'])}" for f in (block["detector"], block["cascade"])]
+        lines.append(f"| {label} | {block['detector']['n_images']} | {cells[0]} | {cells[1]} |")
+    return lines
+
+
 def evaluation_markdown(metrics: dict) -> str:
     settings = metrics["settings"]
     lines = [
@@ -63,6 +77,7 @@ def evaluation_markdown(metrics: dict) -> str:
     ]
     for name, block in metrics["per_dataset"].items():
         lines += ["", f"## {name} ({block['detector']['n_images']} images)", "", *_table(block), *_by_type_table(block)]
+    lines += _by_resolution_table(metrics.get("by_resolution"))
     if "versus_baseline" in metrics:
         lines += _versus_baseline(metrics["versus_baseline"])
     return "\n".join(lines) + "\n"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mri.metrics import ImageResult, detection_metrics, froc, overall_and_per_dataset, ranked_hits
+from mri.metrics import ImageResult, by_resolution, detection_metrics, froc, overall_and_per_dataset, ranked_hits
 from mri.registry import DatasetError, LabeledImage, Registry, dataset_from_path, read_dataset
 from mri.splits import registry_records
 
@@ -59,8 +59,12 @@ def predict(model, records: list[LabeledImage], imgsz: int, conf: float, device:
 
 
 def evaluate_results(results: list[ImageResult], conf: float) -> dict:
-    """Metrics for all images and for each source dataset."""
-    return overall_and_per_dataset(lambda group: detection_metrics(group, conf), results, [r.dataset for r in results])
+    """Metrics for all images, for each source dataset, and by the slices' native resolution."""
+    metrics = overall_and_per_dataset(lambda group: detection_metrics(group, conf), results,
+                                      [r.dataset for r in results])
+    metrics["by_resolution"] = by_resolution(lambda picked: detection_metrics([results[i] for i in picked], conf),
+                                             results)
+    return metrics
 
 
 def plot_curves(results: list[ImageResult], out: Path) -> list[Path]:

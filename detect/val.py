@@ -7,8 +7,8 @@
 
 Writes metrics.json (COCO mAP50 and mAP50-95 from pycocotools beside ultralytics' figures on the same
 predictions, precision/recall/F1 at --conf, sensitivity at 0.125-8 false positives per image, false
-positives per image at 0.90 sensitivity; overall and per source dataset), pr_curve.png and froc.png to a
-new folder under runs/detect-val/.
+positives per image at 0.90 sensitivity; overall, per source dataset and by the slices' native longer side:
+under 256, 256-511, 512 px and up), pr_curve.png and froc.png to a new folder under runs/detect-val/.
 """
 
 from __future__ import annotations
@@ -74,11 +74,17 @@ def main(args) -> int:
           f"P {overall['precision']:.3f} R {overall['recall']:.3f} at conf {args.conf}; "
           f"sensitivity at 1 FP/image {overall['sens_at_fp']['1']:.3f}")
     for dataset, figures in metrics["per_dataset"].items():
-        print(f"  {dataset}: mAP50 {figures['coco']['map50']:.3f} (95% interval {fmt_interval(figures['map50_ci95'])}), "
-              f"mAP50-95 {figures['coco']['map50_95']:.3f}, "
-              f"sens@1FP {figures['sens_at_fp']['1']:.3f} ({figures['n_images']} images)")
+        print(_summary(dataset, figures))
+    for label, figures in metrics["by_resolution"].items():
+        print(_summary(f"slices {label}", figures))
     print(f"results in {out}")
     return 0
+
+
+def _summary(name: str, figures: dict) -> str:
+    return (f"  {name}: mAP50 {figures['coco']['map50']:.3f} (95% interval {fmt_interval(figures['map50_ci95'])}), "
+            f"mAP50-95 {figures['coco']['map50_95']:.3f}, sens@1FP {figures['sens_at_fp']['1']:.3f} "
+            f"({figures['n_images']} images, {figures['n_boxes']} boxes)")
 
 
 if __name__ == "__main__":

@@ -188,6 +188,23 @@ def overall_and_per_dataset(compute, items: list, datasets: list[str]) -> dict:
     return {"overall": compute(items), "per_dataset": {name: compute(group) for name, group in groups.items()}}
 
 
+# A slice's native longer side: 256 and 512 are the usual MRI matrices; under 256 are mostly downscaled exports.
+RESOLUTION_BINS = (("under 256 px", 0, 256), ("256-511 px", 256, 512), ("512 px and up", 512, None))
+
+
+def resolution_bin(result: ImageResult) -> str:
+    side = max(result.width, result.height)
+    return next(label for label, low, high in RESOLUTION_BINS if side >= low and (high is None or side < high))
+
+
+def by_resolution(compute, results: list[ImageResult]) -> dict:
+    """``{bin: compute(indices of its results)}`` for each native-resolution bin that holds any result: a
+    detector that does well on one scanner's matrix size need not on another's."""
+    bins = [resolution_bin(r) for r in results]
+    return {label: compute([i for i, b in enumerate(bins) if b == label]) for label, _, _ in RESOLUTION_BINS
+            if label in bins}
+
+
 def match_at_iou_thresholds(iou: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     """Which predictions are true positives at each IoU threshold: (predictions, thresholds) booleans.
 

@@ -398,6 +398,28 @@ def test_no_predictions_score_zero_with_an_interval():
     assert map50_interval([ImageResult("a", "d", 100, 100, np.zeros((0, 4), np.float32), [])]) is None
 
 
+def test_metrics_by_native_resolution_show_a_detector_that_is_blind_on_low_resolution_slices():
+    """Found on every 512-px slice, on none under 256 px: the overall figure hides it, the breakdown shows it."""
+    from detect.evaluate import evaluate_results
+
+    def slice_of(key, width, height, found):
+        gt = np.array([[20, 20, 60, 60]], np.float32)
+        return ImageResult(key, "d", width, height, gt, ["tumor"], gt.copy() if found else np.zeros((0, 4), np.float32),
+                           np.array([0.9] * found, np.float32), ["tumor"] * found)
+
+    results = ([slice_of(f"big{i}", 512, 480, True) for i in range(6)]
+               + [slice_of(f"small{i}", 225, 225, False) for i in range(4)]
+               + [slice_of("edge", 100, 256, True), slice_of("just-under", 511, 511, True)])
+    by_resolution = evaluate_results(results, 0.25)["by_resolution"]
+    assert list(by_resolution) == ["under 256 px", "256-511 px", "512 px and up"]
+    assert [by_resolution[b]["n_images"] for b in by_resolution] == [4, 2, 6]
+    assert by_resolution["512 px and up"]["coco"]["map50"] == 1.0
+    assert by_resolution["under 256 px"]["coco"]["map50"] == 0.0
+
+    only_large = evaluate_results(results[:6], 0.25)["by_resolution"]
+    assert list(only_large) == ["512 px and up"]  # a size no slice has is left out, not reported as 0
+
+
 def test_map50_interval_draws_patients_not_slices():
     """Ten near-identical slices per patient are one observation, not ten: drawn slice by slice the interval
     would be far too narrow."""

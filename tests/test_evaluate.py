@@ -32,7 +32,10 @@ def test_json_contract_on_a_foreign_dataset_with_other_class_names(tiny_weights,
         assert set(metrics[system]["sens_at_fp"]) == {"0.5", "1", "2"}
     assert metrics["n_images"] == 3
     assert metrics["cascade"]["typed_map50"] is not None and metrics["detector"]["typed_map50"] is None
-    assert (out / "report.md").read_text().startswith("# Detector alone vs cascade")
+    assert list(metrics["by_resolution"]) == ["under 256 px"]  # the synthetic slices are small
+    assert metrics["by_resolution"]["under 256 px"]["cascade"]["n_images"] == 3
+    report = (out / "report.md").read_text()
+    assert report.startswith("# Detector alone vs cascade") and "| under 256 px | 3 |" in report
 
 
 def test_foreign_class_names_map_by_name(tiny_registry, tmp_path):
