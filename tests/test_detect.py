@@ -42,18 +42,20 @@ def test_train_writes_a_run_with_weights_curves_and_resolved_args(trained_run):
     import yaml
 
     saved = yaml.safe_load((run / "cli_args.yaml").read_text())
-    assert saved["epochs"] == 2 and saved["hyp"] == "standardised" and saved["merged_data"].endswith("data.yaml")
+    assert saved["epochs"] == 2 and saved["hyp"] == "standardised-multiscale" and saved["merged_data"].endswith("data.yaml")
+    assert yaml.safe_load((run / "args.yaml").read_text())["multi_scale"] == 0.5  # the default preset reached ultralytics
 
 
 def test_fine_tuning_keeps_the_input_a_detector_was_trained_on_unless_told(trained_run, tmp_path):
-    """Without --hyp: standardised from scratch (the fixture's run), and a .pt trained on raw slices stays on raw
-    slices, since converting one showed no gain on the held-out source; --hyp still chooses."""
+    """Without --hyp: standardised-multiscale from scratch (the fixture's run), a standardised .pt stays
+    standardised, and a .pt trained on raw slices stays on raw slices, since converting one showed no gain on the
+    held-out source; --hyp still chooses."""
     from conftest import plain_detector_copy
 
     plain = plain_detector_copy(trained_run.run / "weights" / "best.pt", tmp_path / "plain.pt")
     assert detect_train.default_preset(str(plain)) == "default"
     assert detect_train.default_preset(str(trained_run.run / "weights" / "best.pt")) == "standardised"
-    assert detect_train.default_preset("yolov5n.yaml") == "standardised"
+    assert detect_train.default_preset("yolov5n.yaml") == "standardised-multiscale"
     result = _cli("detect.train", "--registry", trained_run.registry, "--model", plain, "--epochs", 1, "--imgsz", 64,
                   "--batch", 4, "--project", tmp_path / "runs", "--name", "ft", "--workers", 0, "--no-plots")
     assert result.returncode == 0, result.stderr[-2000:]
@@ -243,18 +245,22 @@ def test_multi_gpu_device_reaches_ultralytics_ddp(monkeypatch, tiny_registry):
     assert captured["amp"] is True and captured["single_cls"] is True
 
 
-def test_continuing_preset_sends_its_schedule_to_ultralytics(monkeypatch, tiny_registry):
-    """`--hyp standardised-continue` trains with its own optimizer and no warm-up, on standardised slices."""
+@pytest.mark.parametrize("preset, multi_scale", [("standardised-continue", None),
+                                                  ("standardised-multiscale-continue", 0.5)])
+def test_continuing_preset_sends_its_schedule_to_ultralytics(monkeypatch, tiny_registry, preset, multi_scale):
+    """The -continue presets train with their own optimizer and no warm-up, on standardised slices; the
+    multi-scale one also with ultralytics' multi-scale training."""
     captured = {}
     from ultralytics import YOLO
 
     monkeypatch.setattr(YOLO, "train", lambda self, **kwargs: captured.update(kwargs))
     monkeypatch.setenv("MRI_DETECT_PRESET", "default")  # main() sets it: restored after the test
     args = detect_train.get_args_parser().parse_args(
-        ["--registry", str(tiny_registry), "--hyp", "standardised-continue", "--name", "continue"])
+        ["--registry", str(tiny_registry), "--hyp", preset, "--name", "continue"])
     assert detect_train.main(args) == 0
     assert (captured["optimizer"], captured["lr0"], captured["warmup_epochs"]) == ("SGD", 0.002, 0)
-    assert os.environ["MRI_DETECT_PRESET"] == "standardised-continue"
+    assert captured.get("multi_scale") == multi_scale
+    assert os.environ["MRI_DETECT_PRESET"] == preset
     assert load_preset(os.environ["MRI_DETECT_PRESET"])["input"] == {"standardise": True}
 
 
