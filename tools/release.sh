@@ -299,9 +299,10 @@ for seed in 0 1; do
       --out runs/eval-det/$name-average-last5
   $PY -m detect.val --weights runs/detect/$name/weights/average-last5.pt --data rf_mri4 rsna_axial --split test \
       --out runs/eval-det/$name-average-last5-indist
-  for flag in --no-tta --tta; do
-    $PY tools/evaluate.py --data br35h --split all $flag --det-weights runs/detect/$name/weights/average-last5.pt \
-        --baseline-det-weights runs/detect/$base/weights/average-last5.pt --out runs/eval-ab/ms05-seed$seed$flag
+  for tta in no-tta tta; do
+    out=runs/eval-ab/ms05-seed$seed; [ $tta = tta ] && out=$out-tta
+    $PY tools/evaluate.py --data br35h --split all --$tta --det-weights runs/detect/$name/weights/average-last5.pt \
+        --baseline-det-weights runs/detect/$base/weights/average-last5.pt --out $out
   done
 done
 for run in std-scratch std-scratch-cont std-scratch-cont2 std-scratch-cont3 std-scratch-cont4 std-gpu-cont std-gpu-s std-cpu-cont6 \
