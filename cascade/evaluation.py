@@ -69,6 +69,7 @@ def figures(results: list[ImageResult], operating: list[ImageResult], types: lis
         "operating_point": operating_point(operating),
         "by_type": localisation_by_type(operating),
         "n_images": len(results),
+        "n_boxes": int(sum(len(r.gt_boxes) for r in results)),
     }
 
 

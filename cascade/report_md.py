@@ -47,16 +47,18 @@ def _by_type_table(block: dict) -> list[str]:
 
 
 def _by_resolution_table(by_resolution: dict) -> list[str]:
-    """Per bin of the slices' native longer side: detector and cascade mAP and sensitivity at 1 FP/image."""
+    """Per bin of the slices' native longer side: detector and cascade mAP and sensitivity at 1 FP/image (n/a for
+    a bin without tumors, where mAP is not defined)."""
     if not by_resolution:
         return []
-    lines = ["", "## By the slices' native resolution (longer side)", "",
-             "| slices | images | detector mAP50 (95% interval) / mAP50-95 / sens@1FP "
+    lines = ["", "## By the slices' native resolution (longer side, as the files are)", "",
+             "| slices | images (boxes) | detector mAP50 (95% interval) / mAP50-95 / sens@1FP "
              "| cascade mAP50 (95% interval) / mAP50-95 / sens@1FP |", "|---|---|---|---|"]
     for label, block in by_resolution.items():
+        boxes = block["detector"]["n_boxes"]
         cells = [f"{fmt(f['map50'])} ({fmt_interval(f.get('map50_ci95'))}) / {fmt(f['map50_95'])} / "
-                 f"{fmt(f['sens_at_fp']['1'])}" for f in (block["detector"], block["cascade"])]
-        lines.append(f"| {label} | {block['detector']['n_images']} | {cells[0]} | {cells[1]} |")
+                 f"{fmt(f['sens_at_fp']['1'])}" if boxes else "n/a" for f in (block["detector"], block["cascade"])]
+        lines.append(f"| {label} | {block['detector']['n_images']} ({boxes}) | {cells[0]} | {cells[1]} |")
     return lines
 
 

@@ -1,9 +1,9 @@
 """Train the YOLOv5 tumor detector on the merged, leakage-free registry data.
 
-    python -m detect.train                                   # yolov5n, 320 px, all registry datasets
+    python -m detect.train                                   # yolov5n, 256 px, all registry datasets
     python -m detect.train --model yolov5s --imgsz 640 --epochs 100 --device 0
     python -m detect.train --device 0,1 --batch 64           # DistributedDataParallel on two GPUs
-    python -m detect.train --resume runs/detect/yolov5n-320  # continue an interrupted run
+    python -m detect.train --resume runs/detect/yolov5n-256  # continue an interrupted run
 
 A run folder can be resumed on another machine (or after runs/merged/ was cleaned): when the merged
 data.yaml it trained on is gone, the same merge is rebuilt from its cli_args.yaml and this machine's
@@ -50,7 +50,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                             "no-warm-up schedule for continuing a standardised .pt. Default: standardised-multiscale "
                             "from scratch; for a .pt, the input it was trained on (standardised or default)")
     run = parser.add_argument_group("run")
-    run.add_argument("--imgsz", type=int, default=320, help="training image size in pixels")
+    run.add_argument("--imgsz", type=int, default=256,
+                     help="training image size in pixels (256: 320 lost to it on a held-out source, README)")
     run.add_argument("--epochs", type=int, default=30)
     run.add_argument("--hours", type=float, default=None,
                      help="train for this long instead: the epoch count and schedule adapt after each epoch "
@@ -212,6 +213,7 @@ def main(args) -> int:
             args.hyp = default_preset(source)
             print(f"augmentation preset: {args.hyp} (--hyp to choose another)")
         preset = load_preset(args.hyp)
+        check_multi_scale(preset, args.hyp)
         merged = merged_training_data(**vars(args))
     except (DatasetError, FileNotFoundError, ValueError) as error:
         print(error, file=sys.stderr)
@@ -231,8 +233,26 @@ def main(args) -> int:
                                 batch=args.batch, seed=args.seed, device=args.device, workers=args.workers,
                                 typed=args.typed, patience=args.patience, fraction=args.fraction, hours=args.hours,
                                 plots=args.plots, val=args.val, save_period=args.save_period)
-    model.train(trainer=MRIDetectionTrainer, **overrides)
+    try:
+        model.train(trainer=MRIDetectionTrainer, **overrides)
+    except ValueError as error:
+        if not str(error).startswith("final batch=1"):  # ultralytics' multi-scale floor; anything else is a bug
+            raise
+        print(f"{error} (or --hyp standardised, without multi-scale)", file=sys.stderr)
+        return 2
     return 0
+
+
+def check_multi_scale(preset: dict, name: str) -> None:
+    """A preset's multi-scale range needs an ultralytics that reads ``multi_scale`` as a range (8.3 reads it as
+    on/off and would stop with a type error mid-setup)."""
+    from ultralytics import __version__
+    from ultralytics.cfg import CFG_FRACTION_KEYS
+
+    value = preset["ultralytics"].get("multi_scale")
+    if value and "multi_scale" not in CFG_FRACTION_KEYS:
+        raise ValueError(f"--hyp {name}: multi_scale {value} needs an ultralytics that reads it as a range; "
+                         f"{__version__} takes only on/off (use --hyp standardised, or a newer ultralytics)")
 
 
 if __name__ == "__main__":

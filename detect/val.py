@@ -8,7 +8,9 @@
 Writes metrics.json (COCO mAP50 and mAP50-95 from pycocotools beside ultralytics' figures on the same
 predictions, precision/recall/F1 at --conf, sensitivity at 0.125-8 false positives per image, false
 positives per image at 0.90 sensitivity; overall, per source dataset and by the slices' native longer side:
-under 256, 256-511, 512 px and up), pr_curve.png and froc.png to a new folder under runs/detect-val/.
+under 256, 256-511, 512 px and up, as the files read are: a downscaled copy of the data, e.g. one made by
+tools/compact_data.py, is binned by its own sizes), pr_curve.png and froc.png to a new folder under
+runs/detect-val/.
 """
 
 from __future__ import annotations

@@ -264,6 +264,29 @@ def test_continuing_preset_sends_its_schedule_to_ultralytics(monkeypatch, tiny_r
     assert load_preset(os.environ["MRI_DETECT_PRESET"])["input"] == {"standardise": True}
 
 
+def test_a_multi_scale_preset_on_an_ultralytics_without_the_range_is_one_line(tiny_registry, monkeypatch, capsys):
+    """ultralytics 8.3 reads multi_scale as on/off: the default preset is refused in one line, before any training."""
+    import ultralytics.cfg
+
+    monkeypatch.setattr(ultralytics.cfg, "CFG_FRACTION_KEYS", ultralytics.cfg.CFG_FRACTION_KEYS - {"multi_scale"})
+    args = detect_train.get_args_parser().parse_args(["--registry", str(tiny_registry), "--name", "old"])
+    assert detect_train.main(args) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and "--hyp standardised-multiscale: multi_scale 0.5 needs" in error
+    detect_train.check_multi_scale(load_preset("standardised"), "standardised")  # no multi-scale: nothing to check
+
+
+def test_a_one_image_last_batch_below_ultralytics_multi_scale_floor_is_one_line(trained_run, tmp_path):
+    """Multi-scale at --imgsz 64 goes down to 32 px, where ultralytics refuses a last batch of one image."""
+    import yaml
+
+    train_images = yaml.safe_load((trained_run.run / "cli_args.yaml").read_text())["split_counts"]["train"]
+    result = _cli("detect.train", "--registry", trained_run.registry, "--epochs", 1, "--imgsz", 64,
+                  "--batch", train_images - 1, "--project", tmp_path / "runs", "--workers", 0, "--no-plots", timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("final batch=1 training at imgsz=32")
+
+
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without a GPU")
 @pytest.mark.parametrize("module, flags", [("detect.train", []), ("detect.val", ["--weights", "none.pt"]),
                                            ("classify.train", []), ("classify.val", ["--weights", "none.pt"])])
@@ -424,6 +447,19 @@ def test_metrics_by_native_resolution_show_a_detector_that_is_blind_on_low_resol
 
     only_large = evaluate_results(results[:6], 0.25)["by_resolution"]
     assert list(only_large) == ["512 px and up"]  # a size no slice has is left out, not reported as 0
+
+
+def test_val_bins_slices_by_their_size_on_disk_not_the_inference_size(trained_run, tmp_path):
+    """A 64-px detector on 520-px slices: they are scored as 512 px and up, not as the 64 px it sees."""
+    import json
+
+    data = make_yolo_dataset(tmp_path / "large", per_split={"train": 1, "val": 1, "test": 3}, size=520)
+    result = _cli("detect.val", "--weights", trained_run.run / "weights" / "best.pt", "--data", data / "data.yaml",
+                  "--out", tmp_path / "val")
+    assert result.returncode == 0, result.stderr[-2000:]
+    by_resolution = json.loads((tmp_path / "val" / "metrics.json").read_text())["by_resolution"]
+    assert list(by_resolution) == ["512 px and up"] and by_resolution["512 px and up"]["n_images"] == 3
+    assert "slices 512 px and up:" in result.stdout
 
 
 def test_map50_interval_draws_patients_not_slices():
