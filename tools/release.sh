@@ -170,6 +170,16 @@ matched_pair() {  # DETECTOR_WEIGHTS NAME
   $PY -m classify.val --weights "runs/release-$2/classifier.pt" --out "runs/eval-release-$2/classify-val"
 }
 
+# A continued detector scored for the ship rule: on validation (whether it takes the candidate's place), on all test
+# splits, and each test split's cascade at the shipped defaults.
+score_cycle() {  # DETECTOR_WEIGHTS NAME
+  $PY -m detect.val --weights "$1" --split val --out "runs/eval-det/$2-val"
+  $PY -m detect.val --weights "$1" --out "runs/eval-det/$2"
+  for d in rf_mri4 br35h rsna_axial; do
+    $PY tools/evaluate.py --data $d --split test --det-weights "$1" --out "runs/eval-$2/$d"
+  done
+}
+
 # 10. A detector from scratch with `standardised` (the recipe that beat plain ultralytics on the held-out source in
 #     both seeds, step 8) at the plain baseline's budget on this 2-core CPU (1.38 h; 34 epochs at 256 px took 1.30 h),
 #     scored like the shipped one; then more epochs from it, each cycle with a new schedule. None has reached the
@@ -261,12 +271,7 @@ MRI_DATA_DIR=runs/compact256 $PY -m detect.train --model weights/candidate/detec
     --name std-cpu-swa8
 $PY tools/average_weights.py runs/detect/std-cpu-swa8 --last 5
 $PY -m detect.val --weights weights/candidate/detector.pt --split val --out runs/eval-det/candidate207-val
-$PY -m detect.val --weights runs/detect/std-cpu-swa8/weights/average-last5.pt --split val --out runs/eval-det/std-cpu-swa8-val
-$PY -m detect.val --weights runs/detect/std-cpu-swa8/weights/average-last5.pt --out runs/eval-det/std-cpu-swa8
-for d in rf_mri4 br35h rsna_axial; do
-  $PY tools/evaluate.py --data $d --split test --det-weights runs/detect/std-cpu-swa8/weights/average-last5.pt \
-      --out runs/eval-std-cpu-swa8/$d
-done
+score_cycle runs/detect/std-cpu-swa8/weights/average-last5.pt std-cpu-swa8
 #     Training input size on the held-out source, equal epochs: the weight-averaging arm above (seed 0) at 320 px on a
 #     320-px copy. Rule, written before: 320 px only with higher held-out mAP50 and mAP50-95 in seeds 0 and 1 and
 #     in-distribution mAP50-95 no more than 0.01 lower on their mean. Seed 0 lost both held-out figures (0.697 / 0.472
@@ -313,12 +318,7 @@ MRI_DATA_DIR=runs/compact256 $PY -m detect.train --model weights/candidate/detec
     --imgsz 256 --epochs 30 --hours 0.85 --batch 64 --workers 2 --no-plots --seed 0 --patience 0 --save-period 1 \
     --name std-cpu-ms9
 $PY tools/average_weights.py runs/detect/std-cpu-ms9 --last 5
-$PY -m detect.val --weights runs/detect/std-cpu-ms9/weights/average-last5.pt --split val --out runs/eval-det/std-cpu-ms9-val
-$PY -m detect.val --weights runs/detect/std-cpu-ms9/weights/average-last5.pt --out runs/eval-det/std-cpu-ms9
-for d in rf_mri4 br35h rsna_axial; do
-  $PY tools/evaluate.py --data $d --split test --det-weights runs/detect/std-cpu-ms9/weights/average-last5.pt \
-      --out runs/eval-std-cpu-ms9/$d
-done
+score_cycle runs/detect/std-cpu-ms9/weights/average-last5.pt std-cpu-ms9
 for run in std-scratch std-scratch-cont std-scratch-cont2 std-scratch-cont3 std-scratch-cont4 std-gpu-cont std-gpu-s std-cpu-cont6 \
     std-cpu-anneal7; do
   $PY -m detect.val --weights runs/detect/$run/weights/best.pt --out runs/eval-det/$run
