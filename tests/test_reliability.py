@@ -92,13 +92,13 @@ def test_a_failed_write_leaves_no_temporary_file_and_the_old_file_intact(tmp_pat
     assert [p.name for p in tmp_path.iterdir()] == ["results.csv"] and target.read_text() == "old\n"
 
 
-
 def test_a_write_that_must_not_overwrite_refuses_a_file_that_appeared_meanwhile(tmp_path):
     target = tmp_path / "averaged.pt"
     assert write_atomic(target, b"first", overwrite=False).read_bytes() == b"first"
     with pytest.raises(FileExistsError):
         write_atomic(target, b"second", overwrite=False)
     assert [p.name for p in tmp_path.iterdir()] == ["averaged.pt"] and target.read_bytes() == b"first"
+
 
 # --- output folders -----------------------------------------------------------------------------
 

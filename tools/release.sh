@@ -310,6 +310,9 @@ for seed in 0 1; do
         --baseline-det-weights runs/detect/$base/weights/average-last5.pt --out $out
   done
 done
+#     Seed 1's standardised arm by native resolution too (seed 0's is in the 320-px block above).
+$PY -m detect.val --weights runs/detect/heldout-std-swa-seed1/weights/average-last5.pt --data br35h --split all \
+    --out runs/eval-det/heldout-std-swa-seed1-average-last5-byres
 #     A ninth schedule from the 207-epoch weights with the kept recipe (`standardised-multiscale-continue`), fitted to
 #     0.85 h (22 epochs), its weights its last 5 epochs averaged, under the same rule written before it: validation
 #     fitness 0.610 < 0.612, so the candidate stays; 0.858 / 0.599 on all test splits, but br35h's cascade 0.845, so the
