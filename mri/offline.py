@@ -8,11 +8,11 @@ machines, and ``keep_torch_threads`` does the same for every ``predict``.
 """
 
 import os
-import shutil
 import sys
 from pathlib import Path
 
 from mri import PROJECT_ROOT
+from mri.files import write_atomic
 
 CACHE_DIR = Path(os.environ.get("MRI_CACHE_DIR", PROJECT_ROOT / ".cache")).resolve()
 RUNS_DIR = Path(os.environ.get("MRI_RUNS_DIR", PROJECT_ROOT / "runs")).resolve()
@@ -40,13 +40,12 @@ def _install_font(config_dir: Path) -> None:
     import matplotlib
 
     dejavu = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
-    config_dir.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".tmp")
-    shutil.copyfile(dejavu, tmp)
-    os.replace(tmp, target)
+    # each process its own temporary file: tools started side by side install the font at the same moment
+    font = dejavu.read_bytes()
+    write_atomic(target, font)
     unicode_target = config_dir / "Arial.Unicode.ttf"
     if not unicode_target.exists():
-        shutil.copyfile(target, unicode_target)
+        write_atomic(unicode_target, font)
 
 
 def configure() -> None:

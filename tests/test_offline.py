@@ -82,3 +82,18 @@ def test_one_epoch_training_offline_stays_in_its_folders(tmp_path):
         assert not changed, f"training wrote outside its folders: {changed[:5]}"
     settings = json.loads((tmp_path / "cache" / "ultralytics" / "Ultralytics" / "settings.json").read_text())
     assert settings["sync"] is False
+
+
+def test_tools_started_side_by_side_share_a_fresh_font_folder(tmp_path):
+    """Two tools started at once (compare_recipes next to detect.train) both install the font; neither fails."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("YOLO_")}
+    env.update(MRI_CACHE_DIR=str(tmp_path / "cache"), PYTHONPATH=str(PROJECT_ROOT))
+    starts = [subprocess.Popen([sys.executable, "-c", "import mri.offline"], env=env, cwd=tmp_path,
+                               stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    errors = [p.communicate(timeout=120)[1] for p in starts]
+    assert [p.returncode for p in starts] == [0] * 6, "\n".join(errors)
+    font = tmp_path / "cache" / "ultralytics" / "Ultralytics" / "Arial.ttf"
+    import matplotlib
+
+    assert font.read_bytes() == (Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf").read_bytes()
+    assert not [p.name for p in font.parent.iterdir() if p.name.startswith(".")]
