@@ -6,10 +6,11 @@
 
 Reads, from the --from folder: eval/<dataset>/metrics.json (tools/evaluate.py on each test split),
 detect-val/metrics.json, classify-val/metrics.json, bench-audit/, bench-detect/bench_detect.json and
-bench-cascade/bench_cascade.json; compare_classifiers.json from --compare, compare_recipes.md from
---recipes and the held-out cascade's metrics.json from --heldout. A timing section whose measurement is
-not in --from (audit, training or inference throughput) is carried over from the existing REPORT.md as it
-was, with the date it was measured. With --only inference, the
+bench-cascade/bench_cascade.json; compare_classifiers.json from --compare, compare_recipes.json from
+--recipes (its folders, or the JSON files themselves: those committed beside this report regenerate its
+tables) and the held-out cascade's metrics.json from --heldout. A section whose measurement is not given
+(audit, training or inference throughput not in --from; no --recipes, --heldout or --compare) is carried
+over from the existing REPORT.md as it was, with the date it was measured. With --only inference, the
 --from folder holds bench_cascade.json (or bench-cascade/bench_cascade.json) and only the inference section
 of the existing REPORT.md is replaced; every other section stays as it was.
 """
@@ -33,7 +34,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--from", dest="source", required=True, help="the folder make bench measured into")
     parser.add_argument("--compare", default=None, help="folder of benchmarks/compare_classifiers.py's report")
     parser.add_argument("--recipes", nargs="+", default=None,
-                        help="folder(s) of benchmarks/compare_recipes.py's reports, shown in this order")
+                        help="benchmarks/compare_recipes.py's reports, shown in this order: their folders or "
+                             "compare_recipes*.json files")
     parser.add_argument("--heldout", default=None,
                         help="folder of tools/evaluate.py on a held-out source (both heads trained without it)")
     parser.add_argument("--out", default=str(PROJECT_ROOT / "benchmarks"))
@@ -82,12 +84,28 @@ def inference_only(source: Path, out: Path) -> int:
     return 0
 
 
+def recipe_report_file(path: Path) -> Path:
+    """compare_recipes.json of a report folder, or the JSON file itself."""
+    return path if path.suffix == ".json" else path / "compare_recipes.json"
+
+
+def recipe_copy_name(path: Path, index: int) -> str:
+    """The name a recipe report is kept under beside REPORT.md: a JSON file its own; a folder's the first as
+    compare_recipes.json, the others as compare_recipes_<folder>.json."""
+    if path.suffix == ".json":
+        return path.name
+    return "compare_recipes.json" if index == 0 else f"compare_recipes_{path.name}.json"
+
+
 def _read(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
 AUDIT_HEADING = "## Duplicate and leakage audit (`python benchmarks/bench_audit.py`)"
 TRAINING_HEADING = "## Training throughput (`python benchmarks/bench_detect.py`)"
+RECIPES_HEADING = "## Detector recipes at equal budget (`python benchmarks/compare_recipes.py`)"
+HELDOUT_HEADING = "## The cascade on a source it never saw (`python tools/evaluate.py --split all`)"
+CLASSIFIERS_HEADING = "## Classifier comparison (`python benchmarks/compare_classifiers.py`)"
 
 
 def old_section(report_file: Path, heading: str) -> list[str]:
@@ -104,7 +122,7 @@ def heldout_section(metrics: dict, fusion: bool) -> list[str]:
     ranking = ("the classifier checkpoint's fitted fusion of both scores" if fusion
                else "the geometric mean of detector score and P(tumor) (`--no-fusion`)")
     rows = [("mAP50", "map50"), ("mAP50-95", "map50_95")]
-    lines = ["## The cascade on a source it never saw (`python tools/evaluate.py --split all`)", "",
+    lines = [HELDOUT_HEADING, "",
              f"Both heads trained without `{', '.join(sorted(metrics.get('per_dataset', {})) or ['?'])}` (and without every "
              f"image the audit links to it), scored on all {metrics['n_images']} of its images. Curves rank the cascade's "
              f"boxes by {ranking}; the operating point is each system's shipped setting; detector "
@@ -263,23 +281,30 @@ def main(args) -> int:
                   "| dataset | crops | tumor F1 | type accuracy |", "|---|---|---|---|"]
         lines += [f"| {k} | {v['n']} | {fmt(v['tumor_f1'])} | {fmt(v['type_accuracy'])} |" for k, v in classify_val["per_dataset"].items()]
         lines += [""]
-    recipe_folders = [resolve_path(folder) for folder in args.recipes or []]
-    bodies = [(f / "compare_recipes.md").read_text().split("\n", 2)[2].strip() for f in recipe_folders
-              if (f / "compare_recipes.md").is_file()]
-    if bodies:
-        lines += ["## Detector recipes at equal budget (`python benchmarks/compare_recipes.py`)", ""]
-        lines += [line for body in bodies for line in (body, "")]
+    report_file = out / "REPORT.md"
+    recipe_reports = [recipe_report_file(resolve_path(path)) for path in args.recipes or []]
+    if args.recipes is None:
+        lines += old_section(report_file, RECIPES_HEADING)
+    elif any(f.is_file() for f in recipe_reports):
+        from detect.compare import render
+
+        lines += [RECIPES_HEADING, ""]
+        lines += [line for f in recipe_reports if f.is_file()
+                  for line in (render(json.loads(f.read_text())).split("\n", 2)[2].strip(), "")]
     heldout = _read(resolve_path(args.heldout) / "metrics.json") if args.heldout else None
     if heldout:
         import yaml
 
         settings = yaml.safe_load((resolve_path(args.heldout) / "args.yaml").read_text()) or {}
         lines += heldout_section(heldout, settings.get("fusion", True)) + [""]
+    elif args.heldout is None:
+        lines += old_section(report_file, HELDOUT_HEADING)
     if compare_md and compare_md.is_file():
         body = compare_md.read_text().split("\n", 2)[2]
-        lines += ["## Classifier comparison (`python benchmarks/compare_classifiers.py`)", "", body.strip(), ""]
+        lines += [CLASSIFIERS_HEADING, "", body.strip(), ""]
+    elif compare_dir is None:
+        lines += old_section(report_file, CLASSIFIERS_HEADING)
     bench_audit = _read(source / "bench-audit" / "bench_audit.json")
-    report_file = out / "REPORT.md"
     if bench_audit:
         lines += [AUDIT_HEADING, "",
                   f"{bench_audit['n_images']} images in {bench_audit['median_seconds']['total_s']} s "
@@ -309,10 +334,10 @@ def main(args) -> int:
             shutil.copyfile(path, out / name)
     if compare_dir and (compare_dir / "compare_classifiers.json").is_file():
         shutil.copyfile(compare_dir / "compare_classifiers.json", out / "compare_classifiers.json")
-    for index, folder in enumerate(recipe_folders):  # the first as compare_recipes.json, as before
-        if (folder / "compare_recipes.json").is_file():
-            name = "compare_recipes.json" if index == 0 else f"compare_recipes_{folder.name}.json"
-            shutil.copyfile(folder / "compare_recipes.json", out / name)
+    for index, path in enumerate(args.recipes or []):
+        report, copy = recipe_report_file(resolve_path(path)), out / recipe_copy_name(resolve_path(path), index)
+        if report.is_file() and report.resolve() != copy.resolve():  # a committed report given as itself stays
+            shutil.copyfile(report, copy)
     if heldout:
         shutil.copyfile(resolve_path(args.heldout) / "metrics.json", out / "eval_heldout.json")
     if args.model_card != "none":

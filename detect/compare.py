@@ -150,8 +150,16 @@ def pick_winner(rows: list[dict], by: str = "held_out") -> str:
     return best["arm"]
 
 
+def _averaging(arm_name: str) -> str:
+    """The ``~avgK`` suffix of an averaged row's name ('' for an arm's last.pt)."""
+    from detect.average import AVERAGED_MARK
+
+    return arm_name[arm_name.index(AVERAGED_MARK):] if AVERAGED_MARK in arm_name else ""
+
+
 def render(report: dict) -> str:
-    """The comparison as Markdown: one row per arm, ratios against the first arm (the plain default)."""
+    """The comparison as Markdown: one row per arm, its held-out figures also as differences from the first arm's
+    (the plain default; an averaged row from the first arm's averaged row)."""
     s = report["settings"]
     held = ", ".join(s.get("hold_out") or []) or "none"
     lines = [
@@ -165,14 +173,19 @@ def render(report: dict) -> str:
            if s.get("average_last") else "")
         + f". `in-distribution`: the leakage-free test splits of the training sources; `held-out`: every image of `{held}`.",
         "",
-        "| arm | in-dist. mAP50 | in-dist. mAP50-95 | in-dist. sens@1FP | held-out mAP50 | held-out mAP50-95 | held-out sens@1FP | train s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| arm | in-dist. mAP50 | in-dist. mAP50-95 | in-dist. sens@1FP | held-out mAP50 | held-out mAP50-95 | held-out sens@1FP "
+        "| held-out minus first arm (mAP50 / mAP50-95) | train s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
+    held_out = {row["arm"]: row["scores"].get("held_out") for row in report["arms"]}
+    first = report["arms"][0]["arm"]
     for row in report["arms"]:
         cells = []
         for key in ("in_distribution", "held_out"):
             figures = row["scores"].get(key)
             cells += [fmt(figures[m]) if figures else "n/a" for m in ("map50", "map50_95", "sens_at_1fp")]
+        held, base = held_out[row["arm"]], held_out.get(first + _averaging(row["arm"]))  # averaged rows: against the first's averaged
+        cells.append(" / ".join(f"{held[m] - base[m]:+.3f}" for m in ("map50", "map50_95")) if held and base else "n/a")
         mark = " (chosen)" if row["arm"] == report.get("winner") else ""
         lines.append(f"| `{row['arm']}`{mark} | " + " | ".join(cells) + f" | {row['train_seconds']:.0f} |")
     lines += ["", f"Chosen by held-out mAP50-95 (mAP50 breaks ties): `{report.get('winner')}`.", ""]

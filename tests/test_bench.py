@@ -86,21 +86,34 @@ def test_report_shows_localisation_per_tumor_type_when_evaluations_have_it(tmp_p
     assert "| rf_mri4 | glioma | 25 | 0.440 / 0.400 | 0.520 / 0.520 | 1.04 / 0.90 | 0.15 | 0.12 |" in report
 
 
+def _recipe_report(seed: int, arms: list[str]) -> dict:
+    scores = {"held_out": {"map50": 0.7, "map50_95": 0.45, "sens_at_1fp": 0.75}}
+    return {"date": f"seed {seed} run", "machine": "m", "winner": arms[-1],
+            "settings": {"model": "yolov5n", "epochs": 20, "batch": 64, "seed": seed, "fraction": 1.0, "hold_out": ["br35h"]},
+            "arms": [{"arm": arm, "train_seconds": 60.0, "scores": scores} for arm in arms]}
+
+
 def test_report_shows_every_recipe_comparison_given_in_order(tmp_path):
-    source = tmp_path / "bench"
+    """Folders and committed JSON files alike, in the order given; a report given as itself is not copied onto itself."""
+    source, out = tmp_path / "bench", tmp_path / "out"
     source.mkdir()
-    folders = []
-    for name, arm in (("gpu", "`scanner@256`"), ("cpu", "`standardised@256`")):
-        folder = tmp_path / name
-        folder.mkdir()
-        (folder / "compare_recipes.md").write_text(f"# Detector recipes at equal budget\n\n{name} run\n\n| {arm} |\n")
-        (folder / "compare_recipes.json").write_text(json.dumps({"run": name}))
-        folders.append(str(folder))
-    result = subprocess.run([sys.executable, str(PROJECT_ROOT / "benchmarks" / "bench_report.py"), "--from", str(source),
-                             "--out", str(tmp_path / "out"), "--model-card", "none", "--recipes", *folders],
-                            capture_output=True, text=True, timeout=120)
+    out.mkdir()
+    folder = tmp_path / "gpu"
+    folder.mkdir()
+    (folder / "compare_recipes.json").write_text(json.dumps(_recipe_report(0, ["default@256", "scanner@256"])))
+    committed = out / "compare_recipes_cpu.json"
+    committed.write_text(json.dumps(_recipe_report(1, ["default@256", "standardised@256"])))
+    command = [sys.executable, str(PROJECT_ROOT / "benchmarks" / "bench_report.py"), "--from", str(source),
+               "--out", str(out), "--model-card", "none"]
+    result = subprocess.run([*command, "--recipes", str(folder), str(committed)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
-    report = (tmp_path / "out" / "REPORT.md").read_text()
+    report = (out / "REPORT.md").read_text()
     assert report.count("## Detector recipes at equal budget") == 1
-    assert report.index("gpu run") < report.index("`scanner@256`") < report.index("cpu run") < report.index("`standardised@256`")
-    assert json.loads((tmp_path / "out" / "compare_recipes_cpu.json").read_text()) == {"run": "cpu"}
+    assert report.index("seed 0 run") < report.index("`scanner@256` (chosen)") < report.index("seed 1 run") \
+        < report.index("`standardised@256` (chosen)")
+    assert json.loads((out / "compare_recipes.json").read_text())["settings"]["seed"] == 0
+    assert json.loads(committed.read_text())["settings"]["seed"] == 1
+    tables = report[report.index("## Detector recipes"):]
+    again = subprocess.run(command, capture_output=True, text=True, timeout=120)  # nothing given: the section stays
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert tables.split("\n## ")[0] in (out / "REPORT.md").read_text()

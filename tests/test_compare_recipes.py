@@ -87,9 +87,13 @@ def test_the_winner_is_chosen_on_the_held_out_source_not_in_distribution():
     assert pick_winner(rows) == "scanner@256"
     averaged = {**rows[0], "arm": "default@256~avg5", "scores": {"held_out": {"map50": 0.7, "map50_95": 0.5, "sens_at_1fp": 0.8}}}
     assert pick_winner([*rows, averaged]) == "scanner@256"  # recipes compete; an averaged row is shown beside its arm
-    table = render({"date": "d", "machine": "m", "arms": rows, "winner": "scanner@256",
+    scanner_averaged = {**rows[1], "arm": "scanner@256~avg5", "scores": {"held_out": {"map50": 0.65, "map50_95": 0.52,
+                                                                                     "sens_at_1fp": 0.8}}}
+    table = render({"date": "d", "machine": "m", "arms": [*rows, averaged, scanner_averaged], "winner": "scanner@256",
                     "settings": {"model": "yolov5n", "epochs": 1, "batch": 1, "seed": 0, "fraction": 1.0, "hold_out": ["x"]}})
-    assert "| `scanner@256` (chosen) | 0.800 | 0.500 | 0.800 | 0.600 | 0.450 | 0.700 |" in table
+    assert "| `scanner@256` (chosen) | 0.800 | 0.500 | 0.800 | 0.600 | 0.450 | 0.700 | +0.000 / +0.050 |" in table
+    # an averaged arm is set against the baseline's averaged weights, not its last.pt
+    assert "| `scanner@256~avg5` | n/a | n/a | n/a | 0.650 | 0.520 | 0.800 | -0.050 / +0.020 |" in table
 
 
 def _registry_with_links(tmp_path, tiny_registry) -> Path:
