@@ -54,7 +54,8 @@ compare: setup
 	$(PY) benchmarks/compare_classifiers.py $(CLASSIFIER_FLAGS) --out $(COMPARE_DIR)
 
 # Detector recipes at equal budget, chosen on a held-out source (br35h). Sized for 2 CPU cores (about
-# 1.6 hours); the release's figures came from RECIPE_FLAGS="--epochs 20 --batch 64 --device 0 --jobs 2".
+# 1.6 hours); the release's figures came from RECIPE_FLAGS="--epochs 20 --batch 64 --average-last 5 --device 0"
+# on a GPU (with --jobs 3, about 2 minutes for all three arms on one H200).
 RECIPE_FLAGS ?= --epochs 10 --fraction 0.5
 compare-recipes: setup
 	$(PY) benchmarks/compare_recipes.py $(RECIPE_FLAGS) --out runs/bench/compare_recipes

@@ -9,8 +9,9 @@ detect-val/metrics.json, classify-val/metrics.json, bench-audit/, bench-detect/b
 bench-cascade/bench_cascade.json; compare_classifiers.json from --compare, compare_recipes.json from
 --recipes (its folders, or the JSON files themselves: those committed beside this report regenerate its
 tables) and the held-out cascade's metrics.json from --heldout. A section whose measurement is not given
-(audit, training or inference throughput not in --from; no --recipes, --heldout or --compare) is carried
-over from the existing REPORT.md as it was, with the date it was measured. With --only inference, the
+or not found (audit, training or inference throughput not in --from; --recipes, --heldout or --compare
+absent or empty) is carried over from the existing REPORT.md as it was, with the date it was measured.
+With --only inference, the
 --from folder holds bench_cascade.json (or bench-cascade/bench_cascade.json) and only the inference section
 of the existing REPORT.md is replaced; every other section stays as it was.
 """
@@ -106,6 +107,14 @@ TRAINING_HEADING = "## Training throughput (`python benchmarks/bench_detect.py`)
 RECIPES_HEADING = "## Detector recipes at equal budget (`python benchmarks/compare_recipes.py`)"
 HELDOUT_HEADING = "## The cascade on a source it never saw (`python tools/evaluate.py --split all`)"
 CLASSIFIERS_HEADING = "## Classifier comparison (`python benchmarks/compare_classifiers.py`)"
+
+
+def carried_over(report_file: Path, heading: str, given) -> list[str]:
+    """``heading``'s section as the existing report has it, for a measurement not given or not found (said so)."""
+    if given:
+        where = " ".join(given) if isinstance(given, list) else given
+        print(f"{where}: no report found there; '{heading[3:]}' kept as it was", file=sys.stderr)
+    return old_section(report_file, heading)
 
 
 def old_section(report_file: Path, heading: str) -> list[str]:
@@ -283,27 +292,29 @@ def main(args) -> int:
         lines += [""]
     report_file = out / "REPORT.md"
     recipe_reports = [recipe_report_file(resolve_path(path)) for path in args.recipes or []]
-    if args.recipes is None:
-        lines += old_section(report_file, RECIPES_HEADING)
-    elif any(f.is_file() for f in recipe_reports):
+    found = [f for f in recipe_reports if f.is_file()]
+    for missing in sorted(set(recipe_reports) - set(found)):
+        print(f"{missing}: not found, its recipe table is left out", file=sys.stderr)
+    if found:
         from detect.compare import render
 
         lines += [RECIPES_HEADING, ""]
-        lines += [line for f in recipe_reports if f.is_file()
-                  for line in (render(json.loads(f.read_text())).split("\n", 2)[2].strip(), "")]
+        lines += [line for f in found for line in (render(json.loads(f.read_text())).split("\n", 2)[2].strip(), "")]
+    else:
+        lines += carried_over(report_file, RECIPES_HEADING, args.recipes)
     heldout = _read(resolve_path(args.heldout) / "metrics.json") if args.heldout else None
     if heldout:
         import yaml
 
         settings = yaml.safe_load((resolve_path(args.heldout) / "args.yaml").read_text()) or {}
         lines += heldout_section(heldout, settings.get("fusion", True)) + [""]
-    elif args.heldout is None:
-        lines += old_section(report_file, HELDOUT_HEADING)
+    else:
+        lines += carried_over(report_file, HELDOUT_HEADING, args.heldout)
     if compare_md and compare_md.is_file():
         body = compare_md.read_text().split("\n", 2)[2]
         lines += [CLASSIFIERS_HEADING, "", body.strip(), ""]
-    elif compare_dir is None:
-        lines += old_section(report_file, CLASSIFIERS_HEADING)
+    else:
+        lines += carried_over(report_file, CLASSIFIERS_HEADING, args.compare)
     bench_audit = _read(source / "bench-audit" / "bench_audit.json")
     if bench_audit:
         lines += [AUDIT_HEADING, "",

@@ -27,7 +27,9 @@ from mri.files import write_atomic, write_json, write_yaml
 from mri.registry import DatasetError, load_registry
 from mri.reporting import machine, output_folder, utc_now
 
-DEFAULT_ARMS = ["default", "standardised", "standardised-multiscale"]  # the others lost or tied (README); kept as presets
+# plain ultralytics, the recipe detect.train uses, and the last change compared (it lost); the others lost or tied
+# earlier (README) and stay as presets
+DEFAULT_ARMS = ["default", "standardised", "standardised-multiscale"]
 SETTING_KEYS = ("model", "epochs", "batch", "fraction", "seed", "device", "workers", "hold_out", "registry", "average_last")
 
 

@@ -43,12 +43,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     model = parser.add_argument_group("model")
     model.add_argument("--model", default="yolov5n", help="yolov5n, yolov5s, yolov5m, a model .yaml, or a local .pt to fine-tune")
     model.add_argument("--hyp", default=None,
-                       help="augmentation preset in detect/hyp/ or a .yaml path: standardised-multiscale "
-                            "(standardised plus multi-scale training), standardised (ultralytics' own augmentation on "
-                            "standardised slices), default (ultralytics unchanged), scanner, boxsafe, mri; see "
+                       help="augmentation preset in detect/hyp/ or a .yaml path: standardised (ultralytics' own "
+                            "augmentation on standardised slices), default (ultralytics unchanged), "
+                            "standardised-multiscale (plus multi-scale training), scanner, boxsafe, mri; see "
                             "benchmarks/compare_recipes.py for how they compare; the -continue presets add a "
-                            "no-warm-up schedule for continuing a standardised .pt. Default: standardised-multiscale "
-                            "from scratch; for a .pt, the input it was trained on (standardised or default)")
+                            "no-warm-up schedule for continuing a standardised .pt. Default: standardised from "
+                            "scratch; for a .pt, the input it was trained on (standardised or default)")
     run = parser.add_argument_group("run")
     run.add_argument("--imgsz", type=int, default=256,
                      help="training image size in pixels (256: 320 lost to it on a held-out source, README)")
@@ -130,9 +130,9 @@ def preset_for_input(weights: str | Path) -> str:
 
 
 def default_preset(source: str) -> str:
-    """--hyp when not given: ``standardised-multiscale`` from scratch, the input of the weights when fine-tuning a
-    .pt (multi-scale was compared from scratch only)."""
-    return preset_for_input(source) if source.endswith(".pt") else "standardised-multiscale"
+    """--hyp when not given: ``standardised`` from scratch (multi-scale training on top of it lost over four
+    paired runs, README), the input of the weights when fine-tuning a .pt."""
+    return preset_for_input(source) if source.endswith(".pt") else "standardised"
 
 
 def saved_cli_args(run: Path) -> dict:

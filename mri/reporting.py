@@ -19,7 +19,17 @@ def fmt_interval(interval, digits: int = 3) -> str:
 
 def machine(device: str = "cpu") -> str:
     cores = f"{platform.machine()}, {os.cpu_count()} cores"
-    return f"{cores}, no GPU" if device == "cpu" else f"{cores}, device {device}"
+    return f"{cores}, no GPU" if device == "cpu" else f"{cores}, device {device}{_gpu_name(device)}"
+
+
+def _gpu_name(device: str) -> str:
+    """' (NAME)' of the first CUDA device in ``device`` ('0', '0,1'), so a report says which GPU it ran on."""
+    try:
+        import torch
+
+        return f" ({torch.cuda.get_device_name(int(str(device).split(',')[0]))})" if torch.cuda.is_available() else ""
+    except (ValueError, RuntimeError, AssertionError):
+        return ""
 
 
 def utc_now() -> str:

@@ -117,3 +117,34 @@ def test_report_shows_every_recipe_comparison_given_in_order(tmp_path):
     again = subprocess.run(command, capture_output=True, text=True, timeout=120)  # nothing given: the section stays
     assert again.returncode == 0, again.stderr[-2000:]
     assert tables.split("\n## ")[0] in (out / "REPORT.md").read_text()
+
+
+def test_sections_whose_reports_are_not_found_are_kept_as_they_were(tmp_path):
+    """`make bench` on a machine without the held-out and classifier runs keeps those sections, and says so."""
+    source, out = tmp_path / "bench", tmp_path / "out"
+    source.mkdir()
+    out.mkdir()
+    held_out = "## The cascade on a source it never saw (`python tools/evaluate.py --split all`)\n\nheld-out table\n"
+    classifiers = "## Classifier comparison (`python benchmarks/compare_classifiers.py`)\n\nseed experiment table\n"
+    (out / "REPORT.md").write_text(f"# Benchmark report\n\n{held_out}\n{classifiers}")
+    result = subprocess.run([sys.executable, str(PROJECT_ROOT / "benchmarks" / "bench_report.py"), "--from", str(source),
+                             "--out", str(out), "--model-card", "none", "--heldout", str(tmp_path / "absent-heldout"),
+                             "--compare", str(tmp_path / "absent-compare")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = (out / "REPORT.md").read_text()
+    assert "held-out table" in report and "seed experiment table" in report
+    assert "absent-heldout: no report found there" in result.stderr and "absent-compare: no report found" in result.stderr
+
+
+def test_a_report_names_the_gpu_it_ran_on(monkeypatch):
+    """Reports from a GPU machine say which GPU (timings and budgets differ between them); a CPU run says so."""
+    import torch
+
+    from mri.reporting import machine
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index: f"NVIDIA H200 #{index}")
+    assert machine("1,0").endswith("device 1,0 (NVIDIA H200 #1)")
+    assert machine("cpu").endswith("no GPU")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert machine("0").endswith("device 0")

@@ -42,12 +42,12 @@ def test_train_writes_a_run_with_weights_curves_and_resolved_args(trained_run):
     import yaml
 
     saved = yaml.safe_load((run / "cli_args.yaml").read_text())
-    assert saved["epochs"] == 2 and saved["hyp"] == "standardised-multiscale" and saved["merged_data"].endswith("data.yaml")
-    assert yaml.safe_load((run / "args.yaml").read_text())["multi_scale"] == 0.5  # the default preset reached ultralytics
+    assert saved["epochs"] == 2 and saved["hyp"] == "standardised" and saved["merged_data"].endswith("data.yaml")
+    assert yaml.safe_load((run / "args.yaml").read_text())["multi_scale"] == 0  # multi-scale is a preset, not the default
 
 
 def test_fine_tuning_keeps_the_input_a_detector_was_trained_on_unless_told(trained_run, tmp_path):
-    """Without --hyp: standardised-multiscale from scratch (the fixture's run), a standardised .pt stays
+    """Without --hyp: standardised from scratch (the fixture's run), a standardised .pt stays
     standardised, and a .pt trained on raw slices stays on raw slices, since converting one showed no gain on the
     held-out source; --hyp still chooses."""
     from conftest import plain_detector_copy
@@ -55,7 +55,7 @@ def test_fine_tuning_keeps_the_input_a_detector_was_trained_on_unless_told(train
     plain = plain_detector_copy(trained_run.run / "weights" / "best.pt", tmp_path / "plain.pt")
     assert detect_train.default_preset(str(plain)) == "default"
     assert detect_train.default_preset(str(trained_run.run / "weights" / "best.pt")) == "standardised"
-    assert detect_train.default_preset("yolov5n.yaml") == "standardised-multiscale"
+    assert detect_train.default_preset("yolov5n.yaml") == "standardised"
     result = _cli("detect.train", "--registry", trained_run.registry, "--model", plain, "--epochs", 1, "--imgsz", 64,
                   "--batch", 4, "--project", tmp_path / "runs", "--name", "ft", "--workers", 0, "--no-plots")
     assert result.returncode == 0, result.stderr[-2000:]
@@ -265,11 +265,12 @@ def test_continuing_preset_sends_its_schedule_to_ultralytics(monkeypatch, tiny_r
 
 
 def test_a_multi_scale_preset_on_an_ultralytics_without_the_range_is_one_line(tiny_registry, monkeypatch, capsys):
-    """ultralytics 8.3 reads multi_scale as on/off: the default preset is refused in one line, before any training."""
+    """ultralytics 8.3 reads multi_scale as on/off: a multi-scale preset is refused in one line, before any training."""
     import ultralytics.cfg
 
     monkeypatch.setattr(ultralytics.cfg, "CFG_FRACTION_KEYS", ultralytics.cfg.CFG_FRACTION_KEYS - {"multi_scale"})
-    args = detect_train.get_args_parser().parse_args(["--registry", str(tiny_registry), "--name", "old"])
+    args = detect_train.get_args_parser().parse_args(["--registry", str(tiny_registry), "--name", "old",
+                                                      "--hyp", "standardised-multiscale"])
     assert detect_train.main(args) == 2
     error = capsys.readouterr().err.strip()
     assert error.count("\n") == 0 and "--hyp standardised-multiscale: multi_scale 0.5 needs" in error
@@ -282,7 +283,8 @@ def test_a_one_image_last_batch_below_ultralytics_multi_scale_floor_is_one_line(
 
     train_images = yaml.safe_load((trained_run.run / "cli_args.yaml").read_text())["split_counts"]["train"]
     result = _cli("detect.train", "--registry", trained_run.registry, "--epochs", 1, "--imgsz", 64,
-                  "--batch", train_images - 1, "--project", tmp_path / "runs", "--workers", 0, "--no-plots", timeout=300)
+                  "--batch", train_images - 1, "--hyp", "standardised-multiscale", "--project", tmp_path / "runs",
+                  "--workers", 0, "--no-plots", timeout=300)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("final batch=1 training at imgsz=32")
 
