@@ -90,12 +90,21 @@ def recipe_report_file(path: Path) -> Path:
     return path if path.suffix == ".json" else path / "compare_recipes.json"
 
 
-def recipe_copy_name(path: Path, index: int) -> str:
-    """The name a recipe report is kept under beside REPORT.md: a JSON file its own; a folder's the first as
-    compare_recipes.json, the others as compare_recipes_<folder>.json."""
-    if path.suffix == ".json":
-        return path.name
-    return "compare_recipes.json" if index == 0 else f"compare_recipes_{path.name}.json"
+def recipe_reports(paths: list[str], out: Path) -> dict[Path, Path]:
+    """Each recipe report given (a folder's compare_recipes.json, or a JSON file) -> the file it is kept as beside
+    REPORT.md: one already there stays itself; a folder's as compare_recipes_<folder>.json; any other JSON file under
+    its own name. ValueError in one line when two would be kept under one name (one would replace the other)."""
+    reports = {}
+    for given in paths:
+        report = recipe_report_file(resolve_path(given))
+        if report.parent.resolve() == out.resolve():
+            copy = report
+        else:
+            copy = out / (f"compare_recipes_{report.parent.name}.json" if report.name == "compare_recipes.json" else report.name)
+        if copy.resolve() in {c.resolve() for c in reports.values()}:
+            raise ValueError(f"{given}: would be kept as {copy.name}, as another report given is; rename its folder or file")
+        reports[report] = copy
+    return reports
 
 
 def _read(path: Path) -> dict | None:
@@ -111,10 +120,12 @@ CLASSIFIERS_HEADING = "## Classifier comparison (`python benchmarks/compare_clas
 
 def carried_over(report_file: Path, heading: str, given) -> list[str]:
     """``heading``'s section as the existing report has it, for a measurement not given or not found (said so)."""
+    old = old_section(report_file, heading)
     if given:
         where = " ".join(given) if isinstance(given, list) else given
-        print(f"{where}: no report found there; '{heading[3:]}' kept as it was", file=sys.stderr)
-    return old_section(report_file, heading)
+        kept = "kept as it was" if old else "left out (the report had no such section)"
+        print(f"{where}: no report found there; '{heading[3:]}' {kept}", file=sys.stderr)
+    return old
 
 
 def old_section(report_file: Path, heading: str) -> list[str]:
@@ -291,15 +302,20 @@ def main(args) -> int:
         lines += [f"| {k} | {v['n']} | {fmt(v['tumor_f1'])} | {fmt(v['type_accuracy'])} |" for k, v in classify_val["per_dataset"].items()]
         lines += [""]
     report_file = out / "REPORT.md"
-    recipe_reports = [recipe_report_file(resolve_path(path)) for path in args.recipes or []]
-    found = [f for f in recipe_reports if f.is_file()]
-    for missing in sorted(set(recipe_reports) - set(found)):
-        print(f"{missing}: not found, its recipe table is left out", file=sys.stderr)
-    if found:
+    try:
+        recipes = recipe_reports(args.recipes or [], out)
+    except ValueError as error:
+        print(error, file=sys.stderr)
+        return 2
+    missing = [report for report in recipes if not report.is_file()]
+    if missing and len(missing) < len(recipes):  # rebuilt from some, the others' tables would silently go
+        print(f"{missing[0]}: not found, while other recipe reports given are; give all or none", file=sys.stderr)
+        return 2
+    if recipes and not missing:
         from detect.compare import render
 
         lines += [RECIPES_HEADING, ""]
-        lines += [line for f in found for line in (render(json.loads(f.read_text())).split("\n", 2)[2].strip(), "")]
+        lines += [line for f in recipes for line in (render(json.loads(f.read_text())).split("\n", 2)[2].strip(), "")]
     else:
         lines += carried_over(report_file, RECIPES_HEADING, args.recipes)
     heldout = _read(resolve_path(args.heldout) / "metrics.json") if args.heldout else None
@@ -343,11 +359,10 @@ def main(args) -> int:
                        "bench_cascade.json": source / "bench-cascade" / "bench_cascade.json"}.items():
         if path.is_file():
             shutil.copyfile(path, out / name)
-    if compare_dir and (compare_dir / "compare_classifiers.json").is_file():
+    if compare_md and compare_md.is_file() and (compare_dir / "compare_classifiers.json").is_file():
         shutil.copyfile(compare_dir / "compare_classifiers.json", out / "compare_classifiers.json")
-    for index, path in enumerate(args.recipes or []):
-        report, copy = recipe_report_file(resolve_path(path)), out / recipe_copy_name(resolve_path(path), index)
-        if report.is_file() and report.resolve() != copy.resolve():  # a committed report given as itself stays
+    for report, copy in recipes.items():
+        if report.is_file() and report.resolve() != copy.resolve():
             shutil.copyfile(report, copy)
     if heldout:
         shutil.copyfile(resolve_path(args.heldout) / "metrics.json", out / "eval_heldout.json")

@@ -159,7 +159,7 @@ def _averaging(arm_name: str) -> str:
 
 def render(report: dict) -> str:
     """The comparison as Markdown: one row per arm, its held-out figures also as differences from the first arm's
-    (the plain default; an averaged row from the first arm's averaged row)."""
+    (the plain default; an averaged row from the first arm's averaged row, which itself from the first's last.pt)."""
     s = report["settings"]
     held = ", ".join(s.get("hold_out") or []) or "none"
     lines = [
@@ -171,7 +171,9 @@ def render(report: dict) -> str:
         f"`{held}` (and without every image the audit links to it), `last.pt` scored"
         + (f"; `ARM~avg{s['average_last']}`: the same arm's last {s['average_last']} epochs' weights averaged"
            if s.get("average_last") else "")
-        + f". `in-distribution`: the leakage-free test splits of the training sources; `held-out`: every image of `{held}`.",
+        + f". `in-distribution`: the leakage-free test splits of the training sources; `held-out`: every image of `{held}`. "
+        "The difference column: held-out minus the first arm's (an averaged row minus the first arm's averaged row, "
+        "which itself minus the first arm's `last.pt`).",
         "",
         "| arm | in-dist. mAP50 | in-dist. mAP50-95 | in-dist. sens@1FP | held-out mAP50 | held-out mAP50-95 | held-out sens@1FP "
         "| held-out minus first arm (mAP50 / mAP50-95) | train s |",
@@ -184,7 +186,8 @@ def render(report: dict) -> str:
         for key in ("in_distribution", "held_out"):
             figures = row["scores"].get(key)
             cells += [fmt(figures[m]) if figures else "n/a" for m in ("map50", "map50_95", "sens_at_1fp")]
-        held, base = held_out[row["arm"]], held_out.get(first + _averaging(row["arm"]))  # averaged rows: against the first's averaged
+        base_name = first + _averaging(row["arm"])  # an averaged row against the first arm's averaged row ...
+        held, base = held_out[row["arm"]], held_out.get(first if base_name == row["arm"] else base_name)  # ... or last.pt
         cells.append(" / ".join(f"{held[m] - base[m]:+.3f}" for m in ("map50", "map50_95")) if held and base else "n/a")
         mark = " (chosen)" if row["arm"] == report.get("winner") else ""
         lines.append(f"| `{row['arm']}`{mark} | " + " | ".join(cells) + f" | {row['train_seconds']:.0f} |")

@@ -42,10 +42,10 @@ def _install_font(config_dir: Path) -> None:
     dejavu = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
     # each process its own temporary file: tools started side by side install the font at the same moment
     font = dejavu.read_bytes()
-    write_atomic(target, font)
     unicode_target = config_dir / "Arial.Unicode.ttf"
-    if not unicode_target.exists():
-        write_atomic(unicode_target, font)
+    for path in [target] + ([] if unicode_target.exists() else [unicode_target]):
+        write_atomic(path, font)
+        path.chmod(0o644)  # readable by every user of a shared cache, as a copied font would be
 
 
 def configure() -> None:

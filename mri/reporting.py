@@ -23,12 +23,14 @@ def machine(device: str = "cpu") -> str:
 
 
 def _gpu_name(device: str) -> str:
-    """' (NAME)' of the first CUDA device in ``device`` ('0', '0,1'), so a report says which GPU it ran on."""
+    """' (NAME)' of the first CUDA device in ``device`` ('0', '0,1', 'cuda', 'cuda:1'), so a report says which GPU
+    it ran on; '' when there is none to ask."""
+    first = str(device).split(",")[0].removeprefix("cuda").removeprefix(":") or "0"
     try:
         import torch
 
-        return f" ({torch.cuda.get_device_name(int(str(device).split(',')[0]))})" if torch.cuda.is_available() else ""
-    except (ValueError, RuntimeError, AssertionError):
+        return f" ({torch.cuda.get_device_name(int(first))})" if torch.cuda.is_available() else ""
+    except Exception:  # a name for a report is never worth failing the measurement it labels
         return ""
 
 

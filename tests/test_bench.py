@@ -111,7 +111,7 @@ def test_report_shows_every_recipe_comparison_given_in_order(tmp_path):
     assert report.count("## Detector recipes at equal budget") == 1
     assert report.index("seed 0 run") < report.index("`scanner@256` (chosen)") < report.index("seed 1 run") \
         < report.index("`standardised@256` (chosen)")
-    assert json.loads((out / "compare_recipes.json").read_text())["settings"]["seed"] == 0
+    assert json.loads((out / "compare_recipes_gpu.json").read_text())["settings"]["seed"] == 0  # kept beside it
     assert json.loads(committed.read_text())["settings"]["seed"] == 1
     tables = report[report.index("## Detector recipes"):]
     again = subprocess.run(command, capture_output=True, text=True, timeout=120)  # nothing given: the section stays
@@ -145,6 +145,35 @@ def test_a_report_names_the_gpu_it_ran_on(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda index: f"NVIDIA H200 #{index}")
     assert machine("1,0").endswith("device 1,0 (NVIDIA H200 #1)")
+    assert machine("cuda:2").endswith("device cuda:2 (NVIDIA H200 #2)")
+    assert machine("cuda").endswith("device cuda (NVIDIA H200 #0)")
     assert machine("cpu").endswith("no GPU")
+
+    def broken(index):
+        raise Exception("CUDA call failed lazily")
+
+    monkeypatch.setattr(torch.cuda, "get_device_name", broken)
+    assert machine("0").endswith("device 0")  # a label never fails the measurement it labels
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert machine("0").endswith("device 0")
+
+
+def test_recipe_reports_that_would_replace_each_other_or_are_partly_missing_are_refused(tmp_path):
+    """Two reports kept under one name, or a list of which only some exist, stop before anything is written."""
+    source, out = tmp_path / "bench", tmp_path / "out"
+    source.mkdir()
+    out.mkdir()
+    first, second = tmp_path / "a" / "run", tmp_path / "b" / "run"
+    for folder in (first, second):
+        folder.mkdir(parents=True)
+        (folder / "compare_recipes.json").write_text(json.dumps(_recipe_report(0, ["default@256"])))
+    command = [sys.executable, str(PROJECT_ROOT / "benchmarks" / "bench_report.py"), "--from", str(source),
+               "--out", str(out), "--model-card", "none", "--recipes"]
+    clash = subprocess.run([*command, str(first), str(second)], capture_output=True, text=True, timeout=120)
+    assert clash.returncode == 2 and "would be kept as compare_recipes_run.json" in clash.stderr
+    partial = subprocess.run([*command, str(first), str(tmp_path / "gone")], capture_output=True, text=True, timeout=120)
+    assert partial.returncode == 2 and "gone" in partial.stderr and "give all or none" in partial.stderr
+    assert not list(out.iterdir())
+    fine = subprocess.run([*command, str(first)], capture_output=True, text=True, timeout=120)
+    assert fine.returncode == 0, fine.stderr[-2000:]
+    assert sorted(p.name for p in out.iterdir()) == ["REPORT.md", "compare_recipes_run.json"]

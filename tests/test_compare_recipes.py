@@ -92,8 +92,9 @@ def test_the_winner_is_chosen_on_the_held_out_source_not_in_distribution():
     table = render({"date": "d", "machine": "m", "arms": [*rows, averaged, scanner_averaged], "winner": "scanner@256",
                     "settings": {"model": "yolov5n", "epochs": 1, "batch": 1, "seed": 0, "fraction": 1.0, "hold_out": ["x"]}})
     assert "| `scanner@256` (chosen) | 0.800 | 0.500 | 0.800 | 0.600 | 0.450 | 0.700 | +0.000 / +0.050 |" in table
-    # an averaged arm is set against the baseline's averaged weights, not its last.pt
+    # an averaged arm is set against the baseline's averaged weights, not its last.pt; those against its last.pt
     assert "| `scanner@256~avg5` | n/a | n/a | n/a | 0.650 | 0.520 | 0.800 | -0.050 / +0.020 |" in table
+    assert "| `default@256~avg5` | n/a | n/a | n/a | 0.700 | 0.500 | 0.800 | +0.100 / +0.100 |" in table
 
 
 def _registry_with_links(tmp_path, tiny_registry) -> Path:

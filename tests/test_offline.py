@@ -88,6 +88,8 @@ def test_tools_started_side_by_side_share_a_fresh_font_folder(tmp_path):
     """Two tools started at once (compare_recipes next to detect.train) both install the font; neither fails."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("YOLO_")}
     env.update(MRI_CACHE_DIR=str(tmp_path / "cache"), PYTHONPATH=str(PROJECT_ROOT))
+    # what another process's half-done install leaves under a fixed temporary name: a shared name always fails on it
+    (tmp_path / "cache" / "ultralytics" / "Ultralytics" / "Arial.tmp").mkdir(parents=True)
     starts = [subprocess.Popen([sys.executable, "-c", "import mri.offline"], env=env, cwd=tmp_path,
                                stderr=subprocess.PIPE, text=True) for _ in range(6)]
     errors = [p.communicate(timeout=120)[1] for p in starts]
@@ -97,3 +99,4 @@ def test_tools_started_side_by_side_share_a_fresh_font_folder(tmp_path):
 
     assert font.read_bytes() == (Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf").read_bytes()
     assert not [p.name for p in font.parent.iterdir() if p.name.startswith(".")]
+    assert font.stat().st_mode & 0o777 == 0o644  # other users of a shared cache can read it

@@ -351,10 +351,10 @@ done
 
 # 11. Measure the release's quality into runs/bench-<time>/ and write benchmarks/REPORT.md (the timing sections
 #     come from `make bench` on a quiet machine; this release kept those measured during its development). The
-#     recipe tables come from the reports committed in benchmarks/ (written by the runs of steps 2, 8 and 10) and the
-#     two GPU runs of step 10; the held-out cascade and classifier sections, when their folders (steps 5 and 7) are
-#     not on the machine, stay as they were.
+#     recipe tables come from the reports of steps 2, 8 and 10 committed in benchmarks/ (bench_report copied each run
+#     folder's report there the first time); the held-out cascade and classifier sections, when their folders (steps 5
+#     and 7) are not on the machine, stay as they were.
 make bench-quality COMPARE_DIR=runs/bench/compare_classifiers_128 HELDOUT_DIR=runs/bench/heldout-geomean-tta \
     RECIPES_DIR="benchmarks/compare_recipes.json benchmarks/compare_recipes_compare_std_cpu_seed0.json \
     benchmarks/compare_recipes_compare_std_cpu_seed1.json benchmarks/compare_recipes_heldout-size.json \
-    runs/bench/compare_recipes_gpu3_seed0 runs/bench/compare_recipes_gpu3_seed1"
+    benchmarks/compare_recipes_compare_recipes_gpu3_seed0.json benchmarks/compare_recipes_compare_recipes_gpu3_seed1.json"
