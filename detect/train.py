@@ -51,7 +51,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                             "scratch; for a .pt, the input it was trained on (standardised or default)")
     run = parser.add_argument_group("run")
     run.add_argument("--imgsz", type=int, default=256,
-                     help="training image size in pixels (256: 320 lost to it on a held-out source, README)")
+                     help="training image size in pixels (256: 320 and 416 lost to it on a held-out source, README)")
     run.add_argument("--epochs", type=int, default=30)
     run.add_argument("--hours", type=float, default=None,
                      help="train for this long instead: the epoch count and schedule adapt after each epoch "
