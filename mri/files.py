@@ -14,6 +14,15 @@ import yaml
 from filelock import FileLock
 
 
+def _process_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_process_umask()  # what open() would give; read once, at import, before any thread starts
+
+
 def write_atomic(path: str | Path, data: str | bytes, overwrite: bool = True) -> Path:
     """Write ``data`` to ``path`` through a temporary file and a rename, so readers never see half a file.
 
@@ -29,6 +38,7 @@ def write_atomic(path: str | Path, data: str | bytes, overwrite: bool = True) ->
             handle.write(payload)
             handle.flush()
             os.fsync(handle.fileno())
+            os.fchmod(handle.fileno(), _FILE_MODE)  # a temporary file is owner-only; the result is an ordinary file
         except BaseException:
             handle.close()
             os.unlink(handle.name)

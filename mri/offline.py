@@ -45,7 +45,6 @@ def _install_font(config_dir: Path) -> None:
     unicode_target = config_dir / "Arial.Unicode.ttf"
     for path in [target] + ([] if unicode_target.exists() else [unicode_target]):
         write_atomic(path, font)
-        path.chmod(0o644)  # readable by every user of a shared cache, as a copied font would be
 
 
 def configure() -> None:

@@ -304,3 +304,11 @@ def test_a_lock_in_a_folder_that_cannot_be_written_is_skipped(tmp_path, monkeypa
     with lock_if_writable(tmp_path / "x.lock"):
         ran.append(True)
     assert ran == [True]
+
+
+def test_an_atomic_write_gives_the_file_the_mode_an_ordinary_write_would(tmp_path):
+    """Outputs (reports, weights, the installed font) are readable as any file the user writes, not owner-only."""
+    ordinary = tmp_path / "ordinary.txt"
+    ordinary.write_text("x")
+    written = write_atomic(tmp_path / "atomic.txt", "x")
+    assert written.stat().st_mode & 0o777 == ordinary.stat().st_mode & 0o777
