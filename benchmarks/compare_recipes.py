@@ -5,8 +5,9 @@
     python benchmarks/compare_recipes.py --arms standardised standardised+yolov5s --device 0   # model size
     python benchmarks/compare_recipes.py --resume runs/bench/compare_recipes   # finish or re-score an earlier run
     python benchmarks/compare_recipes.py --arms standardised --average-last 5     # last.pt vs its last 5 epochs averaged
+    python benchmarks/compare_recipes.py --arms standardised standardised@416:256 --hold-out rf_mri4   # train at 416, run at 256
 
-Every arm (``PRESET``, ``PRESET@IMGSZ`` or ``PRESET@IMGSZ+MODEL``, presets in detect/hyp/) trains with
+Every arm (``PRESET``, ``PRESET@IMGSZ``, ``PRESET@IMGSZ:RUN_IMGSZ`` or ``PRESET@IMGSZ+MODEL``, presets in detect/hyp/) trains with
 ``python -m detect.train`` on the registry without ``--hold-out`` (default br35h: mixed sizes, sequences and
 hospitals, the least like the others) and without every image the audit links to it; same epochs, batch, seed
 and fraction for all. Each arm's last.pt is scored on the leakage-free test splits of the training sources and
@@ -36,7 +37,8 @@ SETTING_KEYS = ("model", "epochs", "batch", "fraction", "seed", "device", "worke
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arms", nargs="+", default=DEFAULT_ARMS,
-                        help="PRESET, PRESET@IMGSZ or PRESET@IMGSZ+MODEL; the first is the baseline")
+                        help="PRESET, PRESET@IMGSZ, PRESET@IMGSZ:RUN_IMGSZ (trained at IMGSZ, scored at RUN_IMGSZ) or "
+                             "PRESET@IMGSZ+MODEL; the first is the baseline")
     parser.add_argument("--hold-out", nargs="+", default=["br35h"], help="registry datasets no arm trains on")
     parser.add_argument("--registry", default=None, help="datasets.yaml to read (default: the project's)")
     parser.add_argument("--model", default="yolov5n", help="model of every arm that does not name one")
@@ -99,7 +101,7 @@ def main(args) -> int:
         print(error, file=sys.stderr)
         return 2
     out = resolve_path(args.resume) if args.resume else output_folder(args.out, "compare_recipes")
-    # arms by full name (preset@imgsz[+model]), so --resume rebuilds them whatever its own --imgsz
+    # arms by full name (preset@imgsz[:run_imgsz][+model]), so --resume rebuilds them whatever its own --imgsz
     write_json(out / "settings.json", {"settings": settings, "arms": [arm.name for arm in arms]})
     write_yaml(out / "args.yaml", vars(args))
     try:
@@ -117,7 +119,7 @@ def main(args) -> int:
         return 1
     rows = []
     for arm, name, weights in candidates:
-        scores = score_arm(weights, arm.imgsz, test_sets, args.device) if test_sets else {}
+        scores = score_arm(weights, arm.scoring_imgsz, test_sets, args.device) if test_sets else {}
         rows.append({"arm": name, "train_seconds": trained[arm.name]["train_seconds"], "scores": scores})
         print(f"{name}: {json.dumps(scores)}", flush=True)
     report = {"date": utc_now(), "machine": machine(args.device), "trained_on": trained_on(trained),

@@ -1,7 +1,9 @@
 """Equal-budget comparison of detector training recipes, scored on a source none of them trained on.
 
 An arm is an augmentation preset (``detect/hyp/<name>.yaml``) at an image size, written ``preset`` or
-``preset@imgsz``, optionally with its own model (``preset@imgsz+yolov5s``; otherwise the comparison's). Every
+``preset@imgsz``, optionally with its own model (``preset@imgsz+yolov5s``; otherwise the comparison's) and run
+at another size than it trained at (``preset@416:256``: trained at 416 px, scored at 256 px, the inference cost
+of a 256-px detector; it shares its training with ``preset@416`` when both are listed). Every
 arm trains through ``python -m detect.train`` on the same data (all registry datasets but the held-out one,
 and without any image the audit links to it), with the same epochs, seed, batch and fraction, and validates
 only after the last epoch, so ``last.pt`` is the arm's result. Each is then scored on (a) the leakage-free
@@ -30,27 +32,40 @@ FINISHED = "finished.json"
 @dataclass(frozen=True)
 class Arm:
     preset: str
-    imgsz: int
+    imgsz: int  # training size
     model: str | None = None  # None: the comparison's --model
+    run_imgsz: int | None = None  # None: scored at its training size
 
     @property
     def name(self) -> str:
-        return f"{self.preset}@{self.imgsz}" + (f"+{self.model}" if self.model else "")
+        return (f"{self.preset}@{self.imgsz}" + (f":{self.run_imgsz}" if self.run_imgsz else "")
+                + (f"+{self.model}" if self.model else ""))
+
+    @property
+    def training(self) -> "Arm":
+        """The arm as trained: the same arm whatever size it is scored at."""
+        return Arm(self.preset, self.imgsz, self.model)
+
+    @property
+    def scoring_imgsz(self) -> int:
+        return self.run_imgsz or self.imgsz
 
     @classmethod
     def parse(cls, spec: str, default_imgsz: int) -> "Arm":
         recipe, plus, model = spec.partition("+")
-        preset, at, size = recipe.partition("@")
+        preset, at, sizes = recipe.partition("@")
+        size, colon, run_size = sizes.partition(":")
         # the name becomes a folder name, so a model is a plain name (yolov5s, yolov5s.yaml), not a path
         bad_model = plus and not re.fullmatch(r"[A-Za-z0-9_-]+(\.yaml)?", model)
-        if not preset or (at and not size.isdigit()) or bad_model:
-            raise ValueError(f"arm '{spec}': write it as PRESET, PRESET@IMGSZ or PRESET@IMGSZ+MODEL "
-                             "(e.g. boxsafe@320, standardised@256+yolov5s)")
-        return cls(preset, int(size) if size else default_imgsz, model or None)
+        bad_size = (at and not size.isdigit()) or (colon and not run_size.isdigit())
+        if not preset or bad_size or bad_model:
+            raise ValueError(f"arm '{spec}': write it as PRESET, PRESET@IMGSZ, PRESET@IMGSZ:RUN_IMGSZ or "
+                             "PRESET@IMGSZ+MODEL (e.g. boxsafe@320, standardised@416:256, standardised@256+yolov5s)")
+        return cls(preset, int(size) if size else default_imgsz, model or None, int(run_size) if run_size else None)
 
 
 def arm_folder(out: Path, arm: Arm) -> Path:
-    return out / "arms" / arm.name
+    return out / "arms" / arm.training.name
 
 
 def train_command(arm: Arm, out: Path, settings: dict) -> list[str]:
@@ -59,7 +74,7 @@ def train_command(arm: Arm, out: Path, settings: dict) -> list[str]:
                "--model", arm.model or settings["model"], "--epochs", str(settings["epochs"]),
                "--batch", str(settings["batch"]), "--fraction", str(settings["fraction"]), "--seed", str(settings["seed"]),
                "--device", str(settings["device"]), "--workers", str(settings["workers"]), "--no-val", "--no-plots",
-               "--project", str(out / "arms"), "--name", arm.name]
+               "--project", str(out / "arms"), "--name", arm_folder(out, arm).name]
     if settings.get("hold_out"):
         command += ["--hold-out", *settings["hold_out"]]
     if settings.get("registry"):
@@ -92,6 +107,7 @@ def averaged_weights(arm: Arm, out: Path, last: int) -> Path:
 
 def train_arm(arm: Arm, out: Path, settings: dict) -> dict:
     """Train one arm unless an earlier call finished it; resume it if it was interrupted."""
+    arm = arm.training
     folder = arm_folder(out, arm)
     done = folder / FINISHED
     last = folder / "weights" / "last.pt"
@@ -113,10 +129,12 @@ def train_arm(arm: Arm, out: Path, settings: dict) -> dict:
 
 
 def train_arms(arms: list[Arm], out: Path, settings: dict, jobs: int = 1) -> dict[str, dict]:
-    """Train every arm, ``jobs`` at a time; returns arm name -> training record."""
+    """Train every arm, ``jobs`` at a time, once however many sizes it is scored at; returns arm name -> training
+    record (``preset@416`` and ``preset@416:256`` share one)."""
+    trainings = list(dict.fromkeys(arm.training for arm in arms))
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        records = list(pool.map(lambda arm: train_arm(arm, out, settings), arms))
-    return {r["arm"]: r for r in records}
+        records = dict(zip(trainings, pool.map(lambda arm: train_arm(arm, out, settings), trainings)))
+    return {arm.name: records[arm.training] for arm in arms}
 
 
 def trained_on(records: dict[str, dict]) -> str:

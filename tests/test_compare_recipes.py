@@ -26,6 +26,32 @@ def test_arm_spec_names_preset_and_size():
         Arm.parse("boxsafe@big", 256)
 
 
+def test_an_arm_can_be_scored_at_another_size_than_it_trained_at(tmp_path):
+    arm = Arm.parse("standardised@416:256", 320)
+    assert arm == Arm("standardised", 416, None, 256) and arm.name == "standardised@416:256"
+    assert arm.scoring_imgsz == 256 and Arm.parse("standardised@416", 320).scoring_imgsz == 416
+    assert arm.training == Arm("standardised", 416)  # trained like standardised@416, into its folder
+    settings = {"model": "yolov5n", "epochs": 7, "batch": 16, "fraction": 1.0, "seed": 0, "device": "cpu",
+                "workers": 0, "hold_out": ["br35h"], "registry": None}
+    command = train_command(arm, tmp_path, settings)
+    assert command[command.index("--imgsz") + 1] == "416" and command[command.index("--name") + 1] == "standardised@416"
+    assert Arm.parse("standardised@416:256+yolov5s", 320).name == "standardised@416:256+yolov5s"
+    for spec in ("standardised@416:", "standardised@:256", "standardised@416:big", "standardised@416:256:128"):
+        with pytest.raises(ValueError, match="PRESET@IMGSZ:RUN_IMGSZ"):
+            Arm.parse(spec, 256)
+
+
+def test_an_arm_scored_at_two_sizes_is_trained_once(tmp_path, monkeypatch):
+    import detect.compare as compare
+
+    trained = []
+    monkeypatch.setattr(compare, "train_arm", lambda arm, out, settings: trained.append(arm) or {"arm": arm.name})
+    arms = [Arm("default", 256), Arm("standardised", 416), Arm("standardised", 416, None, 256)]
+    records = compare.train_arms(arms, tmp_path, {}, jobs=2)
+    assert sorted(a.name for a in trained) == ["default@256", "standardised@416"]
+    assert records["standardised@416:256"] is records["standardised@416"]
+
+
 def test_an_arm_can_name_its_own_model_for_a_model_size_comparison(tmp_path):
     arm = Arm.parse("standardised+yolov5s", 256)
     assert arm == Arm("standardised", 256, "yolov5s") and arm.name == "standardised@256+yolov5s"
@@ -130,14 +156,15 @@ def test_compare_recipes_trains_scores_and_resumes(tiny_registry, tmp_path):
     _registry_with_links(tmp_path, tiny_registry)
     out = tmp_path / "compare"
     command = [sys.executable, "benchmarks/compare_recipes.py", "--registry", str(tiny_registry), "--hold-out", "tiny_coco",
-               "--arms", "default", "boxsafe@64", "--imgsz", "96", "--epochs", "2", "--batch", "4", "--workers", "0",
+               "--arms", "default", "boxsafe@64", "boxsafe@64:96", "--imgsz", "96", "--epochs", "2", "--batch", "4", "--workers", "0",
                "--average-last", "2", "--jobs", "2", "--out", str(out)]  # both arms at once: one merged dataset, one label cache
     result = subprocess.run(command, cwd=PROJECT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((out / "compare_recipes.json").read_text())
-    rows = ["default@96", "boxsafe@64", "default@96~avg2", "boxsafe@64~avg2"]  # each arm also as its last 2 epochs averaged
+    rows = ["default@96", "boxsafe@64", "boxsafe@64:96",  # boxsafe@64 scored at its own size and at 96 px
+            "default@96~avg2", "boxsafe@64~avg2", "boxsafe@64:96~avg2"]  # each arm also as its last 2 epochs averaged
     assert [row["arm"] for row in report["arms"]] == rows and report["winner"] in rows
-    assert report["winner"] in rows[:2]  # a recipe; the averaged rows are shown beside it
+    assert report["winner"] in rows[:3]  # a recipe; the averaged rows are shown beside it
     for arm in ("default@96", "boxsafe@64"):
         averaged = checkpoint_state(out / "arms" / arm / "weights" / "average-last2.pt")
         assert [Path(p).parent.parent.name + "/" + Path(p).name for p in averaged[AVERAGED_KEY]] == [
