@@ -107,7 +107,6 @@ def averaged_weights(arm: Arm, out: Path, last: int) -> Path:
 
 def train_arm(arm: Arm, out: Path, settings: dict) -> dict:
     """Train one arm unless an earlier call finished it; resume it if it was interrupted."""
-    arm = arm.training
     folder = arm_folder(out, arm)
     done = folder / FINISHED
     last = folder / "weights" / "last.pt"
