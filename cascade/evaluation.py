@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from mri.metrics import (ImageResult, by_resolution, coco_map, f1_score, fp_per_image_at_sensitivity, froc,
-                         localisation_by_type, map50_interval, match_greedy, overall_and_per_dataset,
-                         paired_map50_difference)
+                         localisation_by_nesting, localisation_by_type, map50_interval, match_greedy,
+                         overall_and_per_dataset, paired_map50_difference)
 
 EVAL_CONF = 0.005  # low, so the curves (mAP, FROC) see nearly every box
 
@@ -68,6 +68,7 @@ def figures(results: list[ImageResult], operating: list[ImageResult], types: lis
         "image_f1": image_f1([len(r.gt_boxes) > 0 for r in operating], [len(r.pred_boxes) > 0 for r in operating]),
         "operating_point": operating_point(operating),
         "by_type": localisation_by_type(operating),
+        "by_nesting": localisation_by_nesting(operating),
         "n_images": len(results),
         "n_boxes": int(sum(len(r.gt_boxes) for r in results)),
     }

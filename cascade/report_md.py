@@ -27,23 +27,36 @@ def _table(block: dict) -> list[str]:
     return lines
 
 
-def _by_type_table(block: dict) -> list[str]:
-    """Per ground-truth type, at shipped settings: found at IoU 0.5, touched by any box, box area over truth."""
-    kinds = sorted(block["detector"].get("by_type") or {})
+GROUPINGS = {  # metrics key -> (what its rows are, the sentence that introduces its table)
+    "by_type": ("type", "Localisation per ground-truth type"),
+    "by_nesting": ("true box", "Localisation of true boxes nested inside another true box of their slice (two "
+                               "labelling conventions on one lesion: a detector drawing one box per lesion can match "
+                               "only one of them) and of the rest"),
+}
+
+
+def _localisation_table(block: dict, key: str = "by_type") -> list[str]:
+    """Per group of true boxes, at shipped settings: found at IoU 0.5, touched by any box, box area over truth."""
+    kinds = sorted(block["detector"].get(key) or {})
     if not kinds:
         return []
-    lines = ["", "Localisation per ground-truth type at shipped settings (found: matched at IoU 0.5; touched: any box "
+    row_name, title = GROUPINGS[key]
+    lines = ["", f"{title} at shipped settings (found: matched at IoU 0.5; touched: any box "
              "overlaps it; area ratio: median area of the most-overlapping box over the true box's, above 1 = loose; "
              "size: median side of the true boxes, as a share of the slice's side, all and those the detector missed):",
-             "", "| type | boxes | found, detector | found, cascade | touched, detector | touched, cascade "
+             "", f"| {row_name} | boxes | found, detector | found, cascade | touched, detector | touched, cascade "
              "| area ratio, detector | area ratio, cascade | size | size, missed by the detector |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for kind in kinds:
-        det, cas = block["detector"]["by_type"][kind], block["cascade"]["by_type"].get(kind, {})
-        cells = [fmt(system.get(key)) for key in ("found", "touched", "area_ratio") for system in (det, cas)]
+        det, cas = block["detector"][key][kind], block["cascade"].get(key, {}).get(kind, {})
+        cells = [fmt(system.get(name)) for name in ("found", "touched", "area_ratio") for system in (det, cas)]
         sizes = f"{fmt(det.get('size'), 2)} | {fmt(det.get('size_missed'), 2)}"
         lines.append(f"| {kind} | {det['n_boxes']} | " + " | ".join(cells) + f" | {sizes} |")
     return lines
+
+
+def _localisation_tables(block: dict) -> list[str]:
+    return [line for key in GROUPINGS for line in _localisation_table(block, key)]
 
 
 def _by_resolution_table(by_resolution: dict) -> list[str]:
@@ -75,10 +88,10 @@ def evaluation_markdown(metrics: dict) -> str:
         "n/a: not defined (no typed boxes, or sensitivity 0.90 never reached).",
         "",
         *_table(metrics),
-        *_by_type_table(metrics),
+        *_localisation_tables(metrics),
     ]
     for name, block in metrics["per_dataset"].items():
-        lines += ["", f"## {name} ({block['detector']['n_images']} images)", "", *_table(block), *_by_type_table(block)]
+        lines += ["", f"## {name} ({block['detector']['n_images']} images)", "", *_table(block), *_localisation_tables(block)]
     lines += _by_resolution_table(metrics.get("by_resolution"))
     if "versus_baseline" in metrics:
         lines += _versus_baseline(metrics["versus_baseline"])

@@ -17,6 +17,7 @@ import numpy as np
 from curation import quiet_fiftyone
 from curation.app_config import configure_app
 from curation.type_confusion import score_types
+from mri.label_checks import nested_boxes
 from mri.metrics import box_iou
 
 SHIPPED_DET_CONF = 0.25  # the shipped detector setting: tools/infer.py's and tools/evaluate.py's default --conf
@@ -38,6 +39,9 @@ SAVED_VIEWS = {
     "suspect-labels": "every ground-truth box, most suspect first: fiftyone brain's mistakenness_loc, high where a "
                       "confident detector box overlaps the label (IoU >= 0.5) but disagrees on its extent; a ranking, "
                       "not a verdict",
+    "nested-labels": "one patch per ground-truth box that lies inside another ground-truth box of its slice "
+                     "(inside_other): two labelling conventions on one lesion, e.g. the core alone and the whole "
+                     "lesion; decide which the dataset keeps",
     "hardest-samples": "the images whose tumor verdict is least certain (brain hardness; the hardest 10%, 10 to 200), "
                        "boxes as at-operating-point",
     "duplicates-across-splits": "images the audit finds near-duplicated in another split of the sources "
@@ -94,6 +98,7 @@ def evaluate(dataset) -> dict:
             results[key] = _agnostic(view, ["ground_truth", field]).evaluate_detections(
                 field, gt_field="ground_truth", eval_key=key, compute_mAP=with_map, progress=False)
         add_best_ious(dataset, conf)
+        add_nested_flags(dataset)
         untyped = dataset.info.get("untyped", AGNOSTIC)
         typed = dataset.info.get("classes") or [c for c in dataset.distinct("ground_truth.detections.label") if c != untyped]
         confusion = score_types(dataset, "eval_cascade_op", typed)
@@ -153,6 +158,13 @@ def add_best_ious(dataset, conf: float) -> None:
             dataset.set_values(path, values)
 
 
+def add_nested_flags(dataset) -> None:
+    """``inside_other`` on every ground-truth box: whether it lies inside another one of its slice."""
+    truths = dataset.values("ground_truth.detections.bounding_box")
+    flags = [None if truth is None else [bool(n) for n in nested_boxes(_xyxy(truth))] for truth in truths]
+    dataset.set_values("ground_truth.detections.inside_other", flags)
+
+
 def hardest_count(n_samples: int) -> int:
     return int(min(HARDEST_MAX, max(HARDEST_MIN, round(HARDEST_SHARE * n_samples))))
 
@@ -177,6 +189,8 @@ def save_views(dataset, conf: float) -> list[str]:
         "type-confusions": patches("eval_cascade_op").match(F("type") == "tp")
         .match(F("ground_truth.detections").filter(F("type_error") == True).length() > 0),  # noqa: E712
         "suspect-labels": dataset.to_patches("ground_truth").sort_by(F("ground_truth.mistakenness_loc"), reverse=True),
+        "nested-labels": dataset.filter_labels("ground_truth", F("inside_other") == True)  # noqa: E712
+        .to_patches("ground_truth"),
         "hardest-samples": shown.sort_by("hardness", reverse=True).limit(hardest_count(len(dataset))),
         "duplicates-across-splits": shown.match(F("dup_cross_split") == True).sort_by("dup_group"),  # noqa: E712
     }

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from mri.label_checks import nested_boxes
 from mri.registry import LabeledImage
 
 HASH_THUMB = 32
@@ -205,6 +206,7 @@ def audit(records: list[LabeledImage], split_rules: dict) -> tuple[dict, list[di
         for i, r in enumerate(records)
     ]
     timings["total_s"] = time.perf_counter() - start
+    nested = nested_box_images(records, assigned)
     report = {
         "n_images": len(records),
         "images_per_dataset": dict(Counter(r.dataset for r in records)),
@@ -214,10 +216,34 @@ def audit(records: list[LabeledImage], split_rules: dict) -> tuple[dict, list[di
         "duplicate_groups": duplicate_groups,
         "cross_split_groups": [g["id"] for g in duplicate_groups if g["cross_split"]],
         "patients_in_multiple_splits": patients_across_splits(records),
+        "nested_boxes": nested,
+        "nested_boxes_per_split": nested_box_counts(records, assigned, nested),
         "unreadable": [str(records[i].path) for i in unreadable],
         "timings": {k: round(v, 3) for k, v in timings.items()},
     }
     return report, split_rows
+
+
+def nested_box_images(records: list[LabeledImage], assigned: list[str]) -> list[dict]:
+    """Images with a true box inside another (``mri.label_checks``), by their leakage-free split."""
+    found = []
+    for record, split in zip(records, assigned):
+        nested = int(nested_boxes(record.boxes).sum())
+        if nested:
+            found.append({"dataset": record.dataset, "split": split, "path": str(record.path),
+                          "nested_boxes": nested, "boxes": len(record.boxes)})
+    return found
+
+
+def nested_box_counts(records: list[LabeledImage], assigned: list[str], nested: list[dict]) -> dict:
+    """``dataset:split`` -> [nested boxes, all boxes] for every split that has one."""
+    totals = Counter()
+    for record, split in zip(records, assigned):
+        totals[f"{record.dataset}:{split}"] += len(record.boxes)
+    counts = Counter()
+    for image in nested:
+        counts[f"{image['dataset']}:{image['split']}"] += image["nested_boxes"]
+    return {key: [counts[key], totals[key]] for key in sorted(counts)}
 
 
 def summarise(records: list[LabeledImage], duplicate_groups: list[dict], split_rows: list[dict]) -> dict:
@@ -276,6 +302,7 @@ def render_markdown(report: dict) -> str:
     lines += [f"| {k} | {v} |" for k, v in sorted(summary["leakage_free_split_sizes"].items())]
     lines += ["", "| moved | images |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in summary["images_moved_by_leakage_free_split"].items()]
+    lines += _nested_section(report.get("nested_boxes_per_split") or {})
     lines += ["", "## Largest cross-split groups", ""]
     crossing = sorted((g for g in report["duplicate_groups"] if g["cross_split"]), key=lambda g: -g["size"])[:10]
     for group in crossing:
@@ -283,3 +310,14 @@ def render_markdown(report: dict) -> str:
         more = f" and {group['size'] - 6} more" if group["size"] > 6 else ""
         lines.append(f"- group {group['id']} ({group['size']} images): {members}{more}")
     return "\n".join(lines) + "\n"
+
+
+def _nested_section(per_split: dict) -> list[str]:
+    if not per_split:
+        return []
+    lines = ["", "## True boxes inside another true box of their slice", "",
+             "Two labelling conventions on one lesion (e.g. the core alone and the whole lesion); a detector that "
+             "draws one box per lesion can match only one of them. Listed in audit.json's `nested_boxes`.", "",
+             "| dataset:split (leakage-free) | nested boxes | all boxes |", "|---|---|---|"]
+    lines += [f"| {key} | {nested} | {total} |" for key, (nested, total) in per_split.items()]
+    return lines

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import io
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
+
+from mri.label_checks import nested_boxes
 
 FROC_RATES = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)  # false positives per image, as in medical detection
 
@@ -326,6 +328,19 @@ def localisation_by_type(results: list[ImageResult]) -> dict[str, dict]:
                    "size": _median(entry["size"]),
                    "size_missed": _median([s for s, f in zip(entry["size"], entry["found"]) if not f])}
             for kind, entry in sorted(tally.items())}
+
+
+INSIDE_ANOTHER, NOT_NESTED = "inside another box", "not nested"
+
+
+def localisation_by_nesting(results: list[ImageResult]) -> dict[str, dict]:
+    """``localisation_by_type`` with the true boxes grouped instead as nested inside another true box of their
+    slice or not (``mri.label_checks``); empty when no box is nested, so clean data report nothing extra."""
+    grouped = [replace(r, gt_classes=[INSIDE_ANOTHER if n else NOT_NESTED for n in nested_boxes(r.gt_boxes)])
+               for r in results]
+    if not any(INSIDE_ANOTHER in r.gt_classes for r in grouped):
+        return {}
+    return localisation_by_type(grouped)
 
 
 def _median(values: list[float]) -> float | None:

@@ -86,6 +86,18 @@ def add_made_up_predictions(dataset) -> dict:
     return expected
 
 
+def add_nested_label(dataset) -> None:
+    """A second label inside the first box of the last labelled slice (the core and the whole lesion)."""
+    import fiftyone as fo
+
+    sample = [s for s in dataset.sort_by("filepath") if s.ground_truth and s.ground_truth.detections][-1]
+    outer = sample.ground_truth.detections[0]
+    x, y, w, h = outer.bounding_box
+    sample.ground_truth.detections.append(
+        fo.Detection(label=outer.label, bounding_box=[x + w / 4, y + h / 4, w / 2, h / 2]))
+    sample.save()
+
+
 @pytest.fixture
 def curated(tiny_registry, request):
     """A loaded review dataset of the tiny registry (deleted afterwards)."""
@@ -112,6 +124,7 @@ def scored(tmp_path_factory):
     registry = write_registry(root / "datasets.yaml", {"tiny_yolo": YOLO_ENTRY, "tiny_coco": COCO_ENTRY})
     assert _load(registry, "curation-scored") == 0
     dataset = fo.load_dataset("curation-scored")
+    add_nested_label(dataset)
     expected = add_made_up_predictions(dataset)
     yield dataset, registry, expected, evaluate(dataset)
     dataset.delete()
@@ -332,6 +345,14 @@ def test_suspect_labels_rank_every_box_and_hardest_samples_are_capped(scored):
     scores = [s for s in suspects.values("ground_truth.mistakenness_loc") if s is not None]
     assert scores and scores == sorted(scores, reverse=True)
     assert len(dataset.load_saved_view("hardest-samples")) == hardest_count(len(dataset)) < len(dataset)
+
+
+def test_boxes_inside_another_box_are_flagged_for_curation(scored):
+    dataset, _, _, _ = scored
+    nested = dataset.load_saved_view("nested-labels")
+    assert len(nested) == 1 and nested.values("ground_truth.inside_other") == [True]  # one patch per box
+    flags = [f for sample in dataset.values("ground_truth.detections.inside_other") if sample for f in sample]
+    assert flags.count(True) == 1 and len(flags) == dataset.count("ground_truth.detections")
 
 
 def test_app_config_colours_truth_and_predictions_apart(scored):

@@ -169,3 +169,38 @@ def test_localisation_by_type_tells_loose_boxes_from_untouched_tumours():
     assert by_type["glioma"] == {"n_boxes": 2, "found": 0.0, "touched": 0.0, "area_ratio": None,
                                  "size": pytest.approx(0.2), "size_missed": pytest.approx(0.2)}
     assert by_type["pituitary"]["size_missed"] == pytest.approx(0.1)
+
+
+def test_nested_true_boxes_are_scored_apart_only_where_there_are_some():
+    from mri.metrics import INSIDE_ANOTHER, NOT_NESTED, ImageResult, localisation_by_nesting
+
+    def image(gt, preds):
+        return ImageResult(key=str(gt), dataset="d", width=100, height=100, gt_boxes=np.array(gt, np.float32),
+                           gt_classes=["tumor"] * len(gt), pred_boxes=np.array(preds, np.float32).reshape(-1, 4),
+                           pred_scores=np.full(len(preds), 0.9, np.float32))
+
+    lesion_and_core = image([[10, 10, 60, 60], [20, 20, 35, 35]], [[10, 10, 60, 60]])  # one box for the lesion
+    alone = image([[70, 70, 90, 90]], [[70, 70, 90, 90]])
+    by_nesting = localisation_by_nesting([lesion_and_core, alone])
+    assert by_nesting[INSIDE_ANOTHER]["n_boxes"] == 1 and by_nesting[INSIDE_ANOTHER]["found"] == 0.0
+    assert by_nesting[INSIDE_ANOTHER]["touched"] == 1.0 and by_nesting[INSIDE_ANOTHER]["area_ratio"] > 10
+    assert by_nesting[NOT_NESTED] == {"n_boxes": 2, "found": 1.0, "touched": 1.0, "area_ratio": 1.0,
+                                      "size": pytest.approx(0.35), "size_missed": None}
+    assert localisation_by_nesting([alone]) == {}
+
+
+def test_report_tables_nested_boxes_only_where_a_set_has_them():
+    from cascade.evaluation import figures
+    from cascade.report_md import _localisation_tables
+    from mri.metrics import ImageResult
+
+    def block(gt):
+        result = ImageResult(key="k", dataset="d", width=100, height=100, gt_boxes=np.array(gt, np.float32),
+                             gt_classes=["tumor"] * len(gt), pred_boxes=np.array([gt[0]], np.float32),
+                             pred_scores=np.array([0.9], np.float32))
+        system = figures([result], [result], ["glioma"], typed=False)
+        return {"detector": system, "cascade": system}
+
+    nested = "\n".join(_localisation_tables(block([[10, 10, 60, 60], [20, 20, 35, 35]])))
+    assert "| inside another box | 1 | 0.000 |" in nested and "| not nested | 1 | 1.000 |" in nested
+    assert "inside another" not in "\n".join(_localisation_tables(block([[10, 10, 60, 60]])))

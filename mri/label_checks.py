@@ -1,0 +1,31 @@
+"""Checks on the labels themselves, independent of any model.
+
+Nested boxes: a box that lies inside a larger box of the same slice. In the shared data this is how
+``br35h`` mixes two conventions: some slices box the tumor core alone, some the whole lesion with its
+oedema, and some carry both, one inside the other. A detector that draws one box per lesion can match
+only one box of such a pair at IoU 0.5, so a test split rich in them caps recall whatever the training
+(``docs/generalisation.md``, "Nested labels in `br35h`"). The audit counts them per split, ``tools/evaluate.py``
+scores them apart from the other boxes, and the review app lists them for curation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+NESTED_MIN_INSIDE = 0.9  # share of a box's area inside the larger box
+
+
+def nested_boxes(boxes: np.ndarray, min_inside: float = NESTED_MIN_INSIDE) -> np.ndarray:
+    """For each x1 y1 x2 y2 box, whether ``min_inside`` of its area lies inside a strictly larger box of the set.
+
+    Two identical boxes are not nested in each other (that is a duplicate label, not a second convention).
+    """
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    if len(boxes) < 2:
+        return np.zeros(len(boxes), bool)
+    area = np.prod(np.clip(boxes[:, 2:] - boxes[:, :2], 0, None), axis=1)
+    top_left = np.maximum(boxes[:, None, :2], boxes[None, :, :2])
+    bottom_right = np.minimum(boxes[:, None, 2:], boxes[None, :, 2:])
+    overlap = np.prod(np.clip(bottom_right - top_left, 0, None), axis=2)  # (inner, outer)
+    inside = (overlap >= min_inside * area[:, None]) & (area[None, :] > area[:, None]) & (area[:, None] > 0)
+    return inside.any(axis=1)
