@@ -4,6 +4,7 @@
     python -m detect.train --model yolov5s --imgsz 640 --epochs 100 --device 0
     python -m detect.train --device 0,1 --batch 64           # DistributedDataParallel on two GPUs
     python -m detect.train --resume runs/detect/yolov5n-256  # continue an interrupted run
+    python -m detect.train --resume runs/detect/yolov5n-256 --device 0 --workers 8  # ... on this machine's GPU
 
 A run folder can be resumed on another machine (or after runs/merged/ was cleaned): when the merged
 data.yaml it trained on is gone, the same merge is rebuilt from its cli_args.yaml and this machine's
@@ -187,9 +188,10 @@ def resume(args) -> int:
         return 2
     print(f"resuming {run} after epoch {epoch + 1} with augmentation preset '{hyp}'")
     os.environ[PRESET_ENV] = hyp
-    # save_dir: the run folder where it is now, even if it (or MRI_RUNS_DIR) moved since it started.
-    YOLO(str(last)).train(resume=True, trainer=MRIDetectionTrainer, save_dir=str(run),
-                          **({"data": rebuilt} if rebuilt else {}))
+    # save_dir: the run folder where it is now, even if it (or MRI_RUNS_DIR) moved since it started; device and
+    # workers: this machine's (a run started on a CPU can go on on a GPU), everything else as the run started.
+    YOLO(str(last)).train(resume=True, trainer=MRIDetectionTrainer, save_dir=str(run), device=args.device,
+                          workers=args.workers, **({"data": rebuilt} if rebuilt else {}))
     return 0
 
 

@@ -163,6 +163,10 @@ def test_resume_keeps_the_runs_own_preset(interrupted_run, tmp_path, monkeypatch
     monkeypatch.setenv(PRESET_ENV, "mri")
     assert detect_train.main(detect_train.get_args_parser().parse_args(["--resume", str(run)])) == 0
     assert seen["preset"] == "boxsafe" and seen["resume"] is True and seen["save_dir"] == str(run)
+    assert (seen["device"], seen["workers"]) == ("cpu", 2)  # this machine's, not the run's
+    given = ["--resume", str(run), "--workers", "5", "--epochs", "99"]
+    assert detect_train.main(detect_train.get_args_parser().parse_args(given)) == 0
+    assert seen["workers"] == 5 and "epochs" not in seen  # the schedule stays the run's own
 
 
 def test_resume_rebuilds_the_merged_data_when_the_run_moved_to_a_machine_without_it(tiny_registry, tmp_path, capsys):
