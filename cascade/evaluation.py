@@ -68,7 +68,7 @@ def figures(results: list[ImageResult], operating: list[ImageResult], types: lis
         "image_f1": image_f1([len(r.gt_boxes) > 0 for r in operating], [len(r.pred_boxes) > 0 for r in operating]),
         "operating_point": operating_point(operating),
         "by_type": localisation_by_type(operating),
-        "by_nesting": localisation_by_nesting(operating),
+        "by_nesting": localisation_by_nesting(operating, results),
         "n_images": len(results),
         "n_boxes": int(sum(len(r.gt_boxes) for r in results)),
     }

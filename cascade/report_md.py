@@ -29,27 +29,31 @@ def _table(block: dict) -> list[str]:
 
 GROUPINGS = {  # metrics key -> (what its rows are, the sentence that introduces its table)
     "by_type": ("type", "Localisation per ground-truth type"),
-    "by_nesting": ("true box", "Localisation of true boxes nested inside another true box of their slice (two "
-                               "labelling conventions on one lesion: a detector drawing one box per lesion can match "
-                               "only one of them) and of the rest"),
+    "by_nesting": ("true box", "Localisation of true boxes inside another true box of their slice (probably two "
+                               "labelling conventions on one lesion, e.g. its core and the whole lesion, which a "
+                               "detector drawing one box per lesion rarely matches both) and of the rest"),
 }
+COLUMNS = [("found", "found"), ("touched", "touched"), ("area_ratio", "area ratio"),
+           ("found_any", "found by a box at any confidence")]
 
 
 def _localisation_table(block: dict, key: str = "by_type") -> list[str]:
-    """Per group of true boxes, at shipped settings: found at IoU 0.5, touched by any box, box area over truth."""
+    """Per group of true boxes, at shipped settings: found at IoU 0.5, touched by any box, box area over truth
+    (and, where the metrics have it, found by a box at any confidence)."""
     kinds = sorted(block["detector"].get(key) or {})
     if not kinds:
         return []
     row_name, title = GROUPINGS[key]
+    columns = [(name, header) for name, header in COLUMNS if name in block["detector"][key][kinds[0]]]
+    headers = " | ".join(f"{header}, {system}" for _, header in columns for system in ("detector", "cascade"))
     lines = ["", f"{title} at shipped settings (found: matched at IoU 0.5; touched: any box "
              "overlaps it; area ratio: median area of the most-overlapping box over the true box's, above 1 = loose; "
              "size: median side of the true boxes, as a share of the slice's side, all and those the detector missed):",
-             "", f"| {row_name} | boxes | found, detector | found, cascade | touched, detector | touched, cascade "
-             "| area ratio, detector | area ratio, cascade | size | size, missed by the detector |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "", f"| {row_name} | boxes | {headers} | size | size, missed by the detector |",
+             "|---|---|" + "---|" * (2 * len(columns) + 2)]
     for kind in kinds:
         det, cas = block["detector"][key][kind], block["cascade"].get(key, {}).get(kind, {})
-        cells = [fmt(system.get(name)) for name in ("found", "touched", "area_ratio") for system in (det, cas)]
+        cells = [fmt(system.get(name)) for name, _ in columns for system in (det, cas)]
         sizes = f"{fmt(det.get('size'), 2)} | {fmt(det.get('size_missed'), 2)}"
         lines.append(f"| {kind} | {det['n_boxes']} | " + " | ".join(cells) + f" | {sizes} |")
     return lines

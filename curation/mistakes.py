@@ -39,9 +39,9 @@ SAVED_VIEWS = {
     "suspect-labels": "every ground-truth box, most suspect first: fiftyone brain's mistakenness_loc, high where a "
                       "confident detector box overlaps the label (IoU >= 0.5) but disagrees on its extent; a ranking, "
                       "not a verdict",
-    "nested-labels": "one patch per ground-truth box that lies inside another ground-truth box of its slice "
-                     "(inside_other): two labelling conventions on one lesion, e.g. the core alone and the whole "
-                     "lesion; decide which the dataset keeps",
+    "nested-labels": "whole slices with a ground-truth box inside another one (inside_other on the inner box): "
+                     "probably two labelling conventions on one lesion, e.g. its core and the whole lesion, or a "
+                     "second lesion; decide which the dataset keeps",
     "hardest-samples": "the images whose tumor verdict is least certain (brain hardness; the hardest 10%, 10 to 200), "
                        "boxes as at-operating-point",
     "duplicates-across-splits": "images the audit finds near-duplicated in another split of the sources "
@@ -189,8 +189,8 @@ def save_views(dataset, conf: float) -> list[str]:
         "type-confusions": patches("eval_cascade_op").match(F("type") == "tp")
         .match(F("ground_truth.detections").filter(F("type_error") == True).length() > 0),  # noqa: E712
         "suspect-labels": dataset.to_patches("ground_truth").sort_by(F("ground_truth.mistakenness_loc"), reverse=True),
-        "nested-labels": dataset.filter_labels("ground_truth", F("inside_other") == True)  # noqa: E712
-        .to_patches("ground_truth"),
+        "nested-labels": dataset.match(F("ground_truth.detections").filter(F("inside_other") == True)  # noqa: E712
+                                       .length() > 0),
         "hardest-samples": shown.sort_by("hardness", reverse=True).limit(hardest_count(len(dataset))),
         "duplicates-across-splits": shown.match(F("dup_cross_split") == True).sort_by("dup_group"),  # noqa: E712
     }

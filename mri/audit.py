@@ -216,7 +216,7 @@ def audit(records: list[LabeledImage], split_rules: dict) -> tuple[dict, list[di
         "duplicate_groups": duplicate_groups,
         "cross_split_groups": [g["id"] for g in duplicate_groups if g["cross_split"]],
         "patients_in_multiple_splits": patients_across_splits(records),
-        "nested_boxes": nested,
+        "nested_box_images": nested,
         "nested_boxes_per_split": nested_box_counts(records, assigned, nested),
         "unreadable": [str(records[i].path) for i in unreadable],
         "timings": {k: round(v, 3) for k, v in timings.items()},
@@ -225,13 +225,13 @@ def audit(records: list[LabeledImage], split_rules: dict) -> tuple[dict, list[di
 
 
 def nested_box_images(records: list[LabeledImage], assigned: list[str]) -> list[dict]:
-    """Images with a true box inside another (``mri.label_checks``), by their leakage-free split."""
+    """Images with a true box inside another (``mri.label_checks``); ``split`` is the leakage-free one."""
     found = []
     for record, split in zip(records, assigned):
         nested = int(nested_boxes(record.boxes).sum())
         if nested:
-            found.append({"dataset": record.dataset, "split": split, "path": str(record.path),
-                          "nested_boxes": nested, "boxes": len(record.boxes)})
+            found.append({"dataset": record.dataset, "split": split, "source_split": record.split,
+                          "path": str(record.path), "nested_boxes": nested, "boxes": len(record.boxes)})
     return found
 
 
@@ -316,8 +316,9 @@ def _nested_section(per_split: dict) -> list[str]:
     if not per_split:
         return []
     lines = ["", "## True boxes inside another true box of their slice", "",
-             "Two labelling conventions on one lesion (e.g. the core alone and the whole lesion); a detector that "
-             "draws one box per lesion can match only one of them. Listed in audit.json's `nested_boxes`.", "",
+             "Probably two labelling conventions on one lesion (e.g. its core and the whole lesion), which a detector "
+             "that draws one box per lesion rarely matches both; or a second lesion. Listed in audit.json's "
+             "`nested_box_images`.", "",
              "| dataset:split (leakage-free) | nested boxes | all boxes |", "|---|---|---|"]
     lines += [f"| {key} | {nested} | {total} |" for key, (nested, total) in per_split.items()]
     return lines

@@ -333,14 +333,21 @@ def localisation_by_type(results: list[ImageResult]) -> dict[str, dict]:
 INSIDE_ANOTHER, NOT_NESTED = "inside another box", "not nested"
 
 
-def localisation_by_nesting(results: list[ImageResult]) -> dict[str, dict]:
-    """``localisation_by_type`` with the true boxes grouped instead as nested inside another true box of their
-    slice or not (``mri.label_checks``); empty when no box is nested, so clean data report nothing extra."""
-    grouped = [replace(r, gt_classes=[INSIDE_ANOTHER if n else NOT_NESTED for n in nested_boxes(r.gt_boxes)])
-               for r in results]
-    if not any(INSIDE_ANOTHER in r.gt_classes for r in grouped):
+def localisation_by_nesting(shown: list[ImageResult], every: list[ImageResult]) -> dict[str, dict]:
+    """``localisation_by_type`` of the boxes a system shows, with the true boxes grouped instead as nested inside
+    another true box of their slice or not (``mri.label_checks``), plus ``found_any``: the share matched at IoU 0.5
+    by any of ``every`` box down to the evaluation confidence (what more boxes could still reach). Empty when no
+    box is nested, so clean data report nothing extra."""
+    def grouped(results):
+        return [replace(r, gt_classes=[INSIDE_ANOTHER if n else NOT_NESTED for n in nested_boxes(r.gt_boxes)])
+                for r in results]
+
+    shown_grouped = grouped(shown)
+    if not any(INSIDE_ANOTHER in r.gt_classes for r in shown_grouped):
         return {}
-    return localisation_by_type(grouped)
+    reachable = localisation_by_type(grouped(every))
+    return {kind: {**figures, "found_any": reachable[kind]["found"]}
+            for kind, figures in localisation_by_type(shown_grouped).items()}
 
 
 def _median(values: list[float]) -> float | None:

@@ -172,6 +172,8 @@ def test_localisation_by_type_tells_loose_boxes_from_untouched_tumours():
 
 
 def test_nested_true_boxes_are_scored_apart_only_where_there_are_some():
+    from dataclasses import replace
+
     from mri.metrics import INSIDE_ANOTHER, NOT_NESTED, ImageResult, localisation_by_nesting
 
     def image(gt, preds):
@@ -181,12 +183,16 @@ def test_nested_true_boxes_are_scored_apart_only_where_there_are_some():
 
     lesion_and_core = image([[10, 10, 60, 60], [20, 20, 35, 35]], [[10, 10, 60, 60]])  # one box for the lesion
     alone = image([[70, 70, 90, 90]], [[70, 70, 90, 90]])
-    by_nesting = localisation_by_nesting([lesion_and_core, alone])
+    core_at_low_confidence = replace(lesion_and_core, pred_boxes=np.array([[10, 10, 60, 60], [20, 20, 35, 35]],
+                                                                          np.float32),
+                                     pred_scores=np.array([0.9, 0.01], np.float32))
+    by_nesting = localisation_by_nesting([lesion_and_core, alone], [core_at_low_confidence, alone])
     assert by_nesting[INSIDE_ANOTHER]["n_boxes"] == 1 and by_nesting[INSIDE_ANOTHER]["found"] == 0.0
+    assert by_nesting[INSIDE_ANOTHER]["found_any"] == 1.0  # a box below the shipped confidence reaches it
     assert by_nesting[INSIDE_ANOTHER]["touched"] == 1.0 and by_nesting[INSIDE_ANOTHER]["area_ratio"] > 10
     assert by_nesting[NOT_NESTED] == {"n_boxes": 2, "found": 1.0, "touched": 1.0, "area_ratio": 1.0,
-                                      "size": pytest.approx(0.35), "size_missed": None}
-    assert localisation_by_nesting([alone]) == {}
+                                      "size": pytest.approx(0.35), "size_missed": None, "found_any": 1.0}
+    assert localisation_by_nesting([alone], [alone]) == {}
 
 
 def test_report_tables_nested_boxes_only_where_a_set_has_them():
@@ -203,4 +209,5 @@ def test_report_tables_nested_boxes_only_where_a_set_has_them():
 
     nested = "\n".join(_localisation_tables(block([[10, 10, 60, 60], [20, 20, 35, 35]])))
     assert "| inside another box | 1 | 0.000 |" in nested and "| not nested | 1 | 1.000 |" in nested
+    assert "found by a box at any confidence, detector" in nested
     assert "inside another" not in "\n".join(_localisation_tables(block([[10, 10, 60, 60]])))

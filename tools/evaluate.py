@@ -6,8 +6,10 @@
 
 D is a registry name (or several), a YOLO data.yaml or a COCO json; foreign class names are matched to
 ours by name, whatever their case or order. Writes DIR/metrics.json (top-level ``detector`` and
-``cascade``, each with map50, map50_ci95 (a 95% bootstrap interval, patient groups drawn), map50_95, typed_map50, sens_at_fp {"0.5","1","2"}, fp_per_image_at_sens90,
-type_accuracy, image_f1; plus n_images, seconds and the same per source dataset) and DIR/report.md.
+``cascade``, each with map50, map50_ci95 (a 95% bootstrap interval, patient groups drawn), map50_95, typed_map50,
+sens_at_fp {"0.5","1","2"}, fp_per_image_at_sens90, type_accuracy, image_f1, operating_point, by_type and, where
+some true box lies inside another, by_nesting; plus n_images, seconds, the same per source dataset and
+by_resolution) and DIR/report.md.
 """
 
 from __future__ import annotations

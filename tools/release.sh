@@ -432,7 +432,7 @@ done
 $PY tools/audit.py --out runs/audit-nested
 $PY tools/evaluate.py --data br35h --split test --out runs/eval-nesting/shipped-br35h
 $PY tools/evaluate.py --data br35h --split test --det-weights runs/release-cand207/detector.pt \
-    --cls-weights runs/release-cand207/classifier.pt --out runs/eval-nesting/cand207-br35h
+    --cls-weights runs/release-cand207/classifier.pt --out runs/eval-nesting/cand207-br35h  # matched_pair's, again with by_nesting
 #     200 epochs from scratch in one schedule (in training across sessions; rule written before it started: the average
 #     of epochs 196-200 replaces the candidate if it validates above 0.612, and ships under the rule above with its
 #     own matched classifier). Continue an interrupted session with: $PY -m detect.train --resume runs/detect/std-scratch-200
