@@ -425,6 +425,7 @@ done
 #     br35h 0.828 and rsna_axial's type accuracy 0.859 missed it, so nothing shipped. Why br35h stays under 0.85:
 #     the audit's count of true boxes nested inside another box, and both pairs' localisation of them (`by_nesting`).
 matched_pair weights/candidate/detector.pt cand207
+$PY tools/check_targets.py runs/eval-release-cand207/{rf_mri4,br35h,rsna_axial} || echo "targets missed: nothing ships"
 for d in rf_mri4 br35h rsna_axial; do
   $PY tools/evaluate.py --data $d --split test --no-tta --det-weights runs/release-cand207/detector.pt \
       --cls-weights runs/release-cand207/classifier.pt --out runs/eval-release-cand207/$d-no-tta
@@ -435,7 +436,9 @@ $PY tools/evaluate.py --data br35h --split test --det-weights runs/release-cand2
     --cls-weights runs/release-cand207/classifier.pt --out runs/eval-nesting/cand207-br35h  # matched_pair's, again with by_nesting
 #     200 epochs from scratch in one schedule (in training across sessions; rule written before it started: the average
 #     of epochs 196-200 replaces the candidate if it validates above 0.612, and ships under the rule above with its
-#     own matched classifier). Continue an interrupted session with: $PY -m detect.train --resume runs/detect/std-scratch-200
+#     own matched classifier: `tools/check_targets.py` on its matched pair's folders, with `--detect-val` of its
+#     single-scale test scores and `--detector 0.850 0.598`). Continue an interrupted session with:
+#     $PY -m detect.train --resume runs/detect/std-scratch-200 (its committed copy: weights/candidate/std-scratch-200)
 MRI_DATA_DIR=runs/compact256 $PY -m detect.train --model yolov5n --hyp standardised --imgsz 256 --epochs 200 --batch 64 \
     --workers 2 --no-val --no-plots --seed 0 --patience 0 --save-period 1 --name std-scratch-200
 
