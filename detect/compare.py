@@ -112,8 +112,8 @@ def train_arm(arm: Arm, out: Path, settings: dict) -> dict:
     last = folder / "weights" / "last.pt"
     if done.is_file():  # the arm and weights of this folder, wherever it is now (it may have been trained elsewhere)
         return {**json.loads(done.read_text()), "arm": arm.name, "weights": str(last)}
-    command = ([sys.executable, "-m", "detect.train", "--resume", str(folder)] if last.is_file()
-               else train_command(arm, out, settings))
+    command = ([sys.executable, "-m", "detect.train", "--resume", str(folder), "--device", str(settings["device"]),
+                "--workers", str(settings["workers"])] if last.is_file() else train_command(arm, out, settings))
     log = out / "logs" / f"{arm.name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()

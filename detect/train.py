@@ -68,14 +68,19 @@ def get_args_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-val", dest="val", action="store_false",
                      help="validate only after the last epoch (faster; weights/last.pt is then the one to use)")
     run.add_argument("--no-plots", dest="plots", action="store_false", help="skip ultralytics' label and result plots")
-    run.add_argument("--workers", type=int, default=2, help="data-loading processes")
-    run.add_argument("--device", default="cpu", help="cpu, 0, or 0,1,... for DistributedDataParallel")
+    run.add_argument("--workers", type=int, default=None,
+                     help="data-loading processes (default 2; ultralytics uses none on a CPU)")
+    run.add_argument("--device", default=None, help="cpu (the default), 0, or 0,1,... for DistributedDataParallel")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--name", default=None, help="run folder name under runs/detect/ (default: <model>-<imgsz>)")
     run.add_argument("--project", default=str(RUNS_DIR / "detect"), help="parent folder of run folders")
     run.add_argument("--resume", default=None, metavar="RUN_OR_LAST_PT",
-                     help="continue an interrupted run (in its folder, with its own --hyp; other flags are ignored)")
+                     help="continue an interrupted run in its folder, with its own --hyp and schedule; of the other "
+                          "flags only --device and --workers count (default: the run's own)")
     return parser
+
+
+RUNTIME_DEFAULTS = {"device": "cpu", "workers": 2}  # the machine's flags, not the recipe's: a resume takes those given
 
 
 class ResumeError(ValueError):
@@ -163,12 +168,17 @@ def rebuilt_training_data(run: Path, saved: dict, data: str) -> str | None:
     if not saved:
         raise ResumeError(f"{run}: its training data {data} is gone and the run has no cli_args.yaml to rebuild it from")
     merged = merged_training_data(**saved)
+    trained_on = saved.get("split_counts")
+    if trained_on and dict(merged.counts) != dict(trained_on):  # another registry, data copy or split since it started
+        raise ResumeError(f"{run}: its training data {data} is gone and this machine's merge differs from it "
+                          f"({dict(merged.counts)} images, not {dict(trained_on)}); set MRI_DATA_DIR as the run had it")
     print(f"training data {data} is gone: rebuilt it as {merged.data_yaml}")
     return str(merged.data_yaml)
 
 
-def resume(args) -> int:
-    """Continue an interrupted run in its own folder, with its own preset; one line and 2 if it cannot."""
+def resume(args, runtime: dict) -> int:
+    """Continue an interrupted run in its own folder, with its own preset and schedule, on ``runtime``'s device and
+    workers where given (else the run's own); one line and 2 if it cannot."""
     from ultralytics import YOLO
 
     from detect.engine import PRESET_ENV, MRIDetectionTrainer
@@ -186,12 +196,13 @@ def resume(args) -> int:
     except (ResumeError, DatasetError, FileNotFoundError, ValueError) as error:
         print(error, file=sys.stderr)
         return 2
-    print(f"resuming {run} after epoch {epoch + 1} with augmentation preset '{hyp}'")
+    print(f"resuming {run} after epoch {epoch + 1} with augmentation preset '{hyp}'"
+          + "".join(f", {key} {value}" for key, value in runtime.items()))
     os.environ[PRESET_ENV] = hyp
     # save_dir: the run folder where it is now, even if it (or MRI_RUNS_DIR) moved since it started; device and
-    # workers: this machine's (a run started on a CPU can go on on a GPU), everything else as the run started.
-    YOLO(str(last)).train(resume=True, trainer=MRIDetectionTrainer, save_dir=str(run), device=args.device,
-                          workers=args.workers, **({"data": rebuilt} if rebuilt else {}))
+    # workers only if given here (a run started on a CPU can go on on a GPU), everything else as the run started.
+    YOLO(str(last)).train(resume=True, trainer=MRIDetectionTrainer, save_dir=str(run), **runtime,
+                          **({"data": rebuilt} if rebuilt else {}))
     return 0
 
 
@@ -202,13 +213,16 @@ def main(args) -> int:
     from detect.presets import load_preset
 
     disable_ultralytics_sync()
+    runtime = {key: getattr(args, key) for key in RUNTIME_DEFAULTS if getattr(args, key) is not None}
+    for key, value in RUNTIME_DEFAULTS.items():
+        setattr(args, key, runtime.get(key, value))
     try:
         check_device(args.device)
     except DeviceError as error:
         print(error, file=sys.stderr)
         return 2
     if args.resume:
-        return resume(args)
+        return resume(args, runtime)
     try:
         source = model_source(args.model)
         if args.hyp is None:

@@ -141,9 +141,12 @@ def _copy_run(run, tmp_path):
 
 
 def test_resume_continues_an_interrupted_run(interrupted_run, tmp_path):
+    import yaml
+
     run = _copy_run(interrupted_run, tmp_path)  # also moved: the run goes on where it is now
-    assert detect_train.main(detect_train.get_args_parser().parse_args(["--resume", str(run)])) == 0
+    assert detect_train.main(detect_train.get_args_parser().parse_args(["--resume", str(run), "--workers", "1"])) == 0
     assert (run / "results.csv").read_text().count("\n") == 3
+    assert yaml.safe_load((run / "args.yaml").read_text())["workers"] == 1  # ultralytics took this machine's flag
     assert (interrupted_run / "results.csv").read_text().count("\n") == 2
 
 
@@ -163,10 +166,10 @@ def test_resume_keeps_the_runs_own_preset(interrupted_run, tmp_path, monkeypatch
     monkeypatch.setenv(PRESET_ENV, "mri")
     assert detect_train.main(detect_train.get_args_parser().parse_args(["--resume", str(run)])) == 0
     assert seen["preset"] == "boxsafe" and seen["resume"] is True and seen["save_dir"] == str(run)
-    assert (seen["device"], seen["workers"]) == ("cpu", 2)  # this machine's, not the run's
+    assert "device" not in seen and "workers" not in seen  # not given: the run's own
     given = ["--resume", str(run), "--workers", "5", "--epochs", "99"]
     assert detect_train.main(detect_train.get_args_parser().parse_args(given)) == 0
-    assert seen["workers"] == 5 and "epochs" not in seen  # the schedule stays the run's own
+    assert seen["workers"] == 5 and "device" not in seen and "epochs" not in seen  # the schedule stays the run's own
 
 
 def test_resume_rebuilds_the_merged_data_when_the_run_moved_to_a_machine_without_it(tiny_registry, tmp_path, capsys):
@@ -183,7 +186,14 @@ def test_resume_rebuilds_the_merged_data_when_the_run_moved_to_a_machine_without
     error = capsys.readouterr().err.strip()
     assert error.startswith(str(run)) and "is gone" in error and "cli_args.yaml" in error and "\n" not in error
 
-    write_yaml(run / "cli_args.yaml", {"registry": str(tiny_registry), "hyp": "standardised"})
+    write_yaml(run / "cli_args.yaml", {"registry": str(tiny_registry), "hyp": "standardised",
+                                       "split_counts": {"train": 999, "val": 1, "test": 1}})
+    assert detect_train.main(resume) == 2  # the rebuilt merge is not the data it trained on
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(str(run)) and "merge differs" in error and "MRI_DATA_DIR" in error and "\n" not in error
+
+    write_yaml(run / "cli_args.yaml", {"registry": str(tiny_registry), "hyp": "standardised",
+                                       "split_counts": dict(merged.counts)})
     assert detect_train.main(resume) == 0
     assert (run / "results.csv").read_text().count("\n") == 3
     assert merged.data_yaml.is_file()

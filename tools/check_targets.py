@@ -1,12 +1,13 @@
 """Does a release meet its targets? Reads what the evaluation tools wrote; trains and predicts nothing.
 
     python tools/check_targets.py runs/eval/rf_mri4 runs/eval/br35h runs/eval/rsna_axial
-    python tools/check_targets.py runs/eval/* --detect-val runs/eval-det/NAME --detector 0.850 0.598
+    python tools/check_targets.py runs/eval/{rf_mri4,br35h,rsna_axial} --detect-val runs/eval-det/NAME --detector 0.850 0.598
 
 Each folder is a ``tools/evaluate.py`` output (one test split); ``--detect-val`` a ``python -m detect.val`` output.
 The defaults are the project's release targets: every split's cascade at mAP50 0.85 and mAP50-95 0.55, type
 accuracy 0.93 where a split has typed boxes; the detector alone above the plain ultralytics baseline (0.840 /
-0.586 on all test splits). One line per check; exit 0 if all pass, 1 if any fails, 2 if a file cannot be read.
+0.586 on all test splits, at or above). Only test-split scores are accepted. One line per check; exit 0 if all
+pass, 1 if any fails, 2 if a folder cannot be used.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 import sys
 
 from cascade.targets import MetricsError, cascade_checks, detector_checks
+from mri.cli import resolve_path
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -34,16 +36,19 @@ def get_args_parser() -> argparse.ArgumentParser:
 def main(args) -> int:
     type_floor = args.type_accuracy if args.type_accuracy >= 0 else None
     try:
-        checks = [check for folder in args.evaluations for check in cascade_checks(folder, *args.cascade, type_floor)]
+        checks = [check for folder in args.evaluations
+                  for check in cascade_checks(resolve_path(folder), *args.cascade, type_floor)]
         if args.detect_val:
-            checks += detector_checks(args.detect_val, *args.detector)
+            checks += detector_checks(resolve_path(args.detect_val), *args.detector)
     except MetricsError as error:
         print(error, file=sys.stderr)
         return 2
     for check in checks:
         print(check.line())
+    if not args.detect_val:
+        print("not checked  the detector alone (give --detect-val)")
     failed = sum(not check.passed for check in checks)
-    print(f"{len(checks) - failed} of {len(checks)} targets met" + ("" if failed else ": all"))
+    print(f"{len(checks) - failed} of {len(checks)} targets met" + ("" if failed else ": all checked"))
     return 1 if failed else 0
 
 

@@ -438,7 +438,8 @@ $PY tools/evaluate.py --data br35h --split test --det-weights runs/release-cand2
 #     of epochs 196-200 replaces the candidate if it validates above 0.612, and ships under the rule above with its
 #     own matched classifier: `tools/check_targets.py` on its matched pair's folders, with `--detect-val` of its
 #     single-scale test scores and `--detector 0.850 0.598`). Continue an interrupted session with:
-#     $PY -m detect.train --resume runs/detect/std-scratch-200 (its committed copy: weights/candidate/std-scratch-200)
+#     MRI_DATA_DIR=runs/compact256 $PY -m detect.train --resume runs/detect/std-scratch-200 (its committed copy:
+#     weights/candidate/std-scratch-200; on a GPU add --device 0 --workers 8)
 MRI_DATA_DIR=runs/compact256 $PY -m detect.train --model yolov5n --hyp standardised --imgsz 256 --epochs 200 --batch 64 \
     --workers 2 --no-val --no-plots --seed 0 --patience 0 --save-period 1 --name std-scratch-200
 
