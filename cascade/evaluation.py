@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
+from mri.label_checks import nested_boxes
 from mri.metrics import (ImageResult, by_resolution, coco_map, f1_score, fp_per_image_at_sensitivity, froc,
-                         localisation_by_nesting, localisation_by_type, map50_interval, match_greedy,
-                         overall_and_per_dataset, paired_map50_difference)
+                         localisation_by_type, map50_interval, match_greedy, overall_and_per_dataset,
+                         paired_map50_difference)
 
 EVAL_CONF = 0.005  # low, so the curves (mAP, FROC) see nearly every box
 
@@ -42,6 +45,27 @@ def operating_point(results: list[ImageResult]) -> dict:
         false += int((~is_tp).sum())
     total = sum(len(r.gt_boxes) for r in results)
     return {"sensitivity": found / total if total else None, "fp_per_image": false / max(len(results), 1)}
+
+
+INSIDE_ANOTHER, NOT_NESTED = "inside another box", "not nested"
+
+
+def localisation_by_nesting(shown: list[ImageResult], every: list[ImageResult]) -> dict[str, dict]:
+    """``localisation_by_type`` of the boxes a system shows, with the true boxes grouped instead as nested inside
+    another true box of their slice or not (``mri.label_checks``), plus ``found_any``: the share matched at IoU 0.5
+    by any of ``every`` box down to the evaluation confidence (what more boxes could still reach). ``shown`` and
+    ``every`` hold the same images in the same order. Empty when no box is nested, so clean data report nothing
+    extra."""
+    groups = [[INSIDE_ANOTHER if n else NOT_NESTED for n in nested_boxes(r.gt_boxes)] for r in every]
+    if not any(INSIDE_ANOTHER in group for group in groups):
+        return {}
+
+    def grouped(results):
+        return [replace(r, gt_classes=group) for r, group in zip(results, groups)]
+
+    reachable = localisation_by_type(grouped(every))
+    return {kind: {**figures, "found_any": reachable[kind]["found"]}
+            for kind, figures in localisation_by_type(grouped(shown)).items()}
 
 
 def figures(results: list[ImageResult], operating: list[ImageResult], types: list[str], typed: bool) -> dict:

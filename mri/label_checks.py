@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from mri.metrics import box_intersection
+
 NESTED_MIN_INSIDE = 0.9  # share of a box's area inside the larger box
 NESTED_MAX_AREA_RATIO = 0.8  # above it the two boxes are one box drawn twice, not two conventions
 
@@ -28,9 +30,7 @@ def nested_boxes(boxes: np.ndarray, min_inside: float = NESTED_MIN_INSIDE,
     if len(boxes) < 2:
         return np.zeros(len(boxes), bool)
     area = np.prod(np.clip(boxes[:, 2:] - boxes[:, :2], 0, None), axis=1)
-    top_left = np.maximum(boxes[:, None, :2], boxes[None, :, :2])
-    bottom_right = np.minimum(boxes[:, None, 2:], boxes[None, :, 2:])
-    overlap = np.prod(np.clip(bottom_right - top_left, 0, None), axis=2)  # (inner, outer)
+    overlap = box_intersection(boxes, boxes)  # (inner, outer)
     inside = (overlap >= min_inside * area[:, None]) & (area[:, None] <= max_area_ratio * area[None, :]) \
         & (area[:, None] > 0)
     return inside.any(axis=1)

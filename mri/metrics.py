@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import io
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
-
-from mri.label_checks import nested_boxes
 
 FROC_RATES = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)  # false positives per image, as in medical detection
 
@@ -31,13 +29,18 @@ class ImageResult:
     unit: str = ""  # what a bootstrap draws as one (a patient or duplicate group); "" = this image alone
 
 
+def box_intersection(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise intersection areas of (M, 4) and (N, 4) xyxy boxes."""
+    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
+    bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    return np.prod(np.clip(bottom_right - top_left, 0, None), axis=2)
+
+
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Pairwise IoU of (M, 4) and (N, 4) xyxy boxes."""
     if len(a) == 0 or len(b) == 0:
         return np.zeros((len(a), len(b)), np.float32)
-    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
-    bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(bottom_right - top_left, 0, None), axis=2)
+    inter = box_intersection(a, b)
     area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
     area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
     return inter / (area_a[:, None] + area_b[None, :] - inter + 1e-9)
@@ -328,26 +331,6 @@ def localisation_by_type(results: list[ImageResult]) -> dict[str, dict]:
                    "size": _median(entry["size"]),
                    "size_missed": _median([s for s, f in zip(entry["size"], entry["found"]) if not f])}
             for kind, entry in sorted(tally.items())}
-
-
-INSIDE_ANOTHER, NOT_NESTED = "inside another box", "not nested"
-
-
-def localisation_by_nesting(shown: list[ImageResult], every: list[ImageResult]) -> dict[str, dict]:
-    """``localisation_by_type`` of the boxes a system shows, with the true boxes grouped instead as nested inside
-    another true box of their slice or not (``mri.label_checks``), plus ``found_any``: the share matched at IoU 0.5
-    by any of ``every`` box down to the evaluation confidence (what more boxes could still reach). Empty when no
-    box is nested, so clean data report nothing extra."""
-    def grouped(results):
-        return [replace(r, gt_classes=[INSIDE_ANOTHER if n else NOT_NESTED for n in nested_boxes(r.gt_boxes)])
-                for r in results]
-
-    shown_grouped = grouped(shown)
-    if not any(INSIDE_ANOTHER in r.gt_classes for r in shown_grouped):
-        return {}
-    reachable = localisation_by_type(grouped(every))
-    return {kind: {**figures, "found_any": reachable[kind]["found"]}
-            for kind, figures in localisation_by_type(shown_grouped).items()}
 
 
 def _median(values: list[float]) -> float | None:

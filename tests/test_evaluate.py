@@ -174,7 +174,8 @@ def test_localisation_by_type_tells_loose_boxes_from_untouched_tumours():
 def test_nested_true_boxes_are_scored_apart_only_where_there_are_some():
     from dataclasses import replace
 
-    from mri.metrics import INSIDE_ANOTHER, NOT_NESTED, ImageResult, localisation_by_nesting
+    from cascade.evaluation import INSIDE_ANOTHER, NOT_NESTED, localisation_by_nesting
+    from mri.metrics import ImageResult
 
     def image(gt, preds):
         return ImageResult(key=str(gt), dataset="d", width=100, height=100, gt_boxes=np.array(gt, np.float32),
