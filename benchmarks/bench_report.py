@@ -114,7 +114,7 @@ def _read(path: Path) -> dict | None:
 AUDIT_HEADING = "## Duplicate and leakage audit (`python benchmarks/bench_audit.py`)"
 TRAINING_HEADING = "## Training throughput (`python benchmarks/bench_detect.py`)"
 RECIPES_HEADING = "## Detector recipes at equal budget (`python benchmarks/compare_recipes.py`)"
-HELDOUT_HEADING = "## The cascade on a source it never saw (`python tools/evaluate.py --split all`)"
+HELDOUT_HEADING = "## The cascade on a source it never saw (`python tools/evaluate.py --data SOURCE --split all`)"
 CLASSIFIERS_HEADING = "## Classifier comparison (`python benchmarks/compare_classifiers.py`)"
 
 

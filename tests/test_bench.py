@@ -124,7 +124,7 @@ def test_sections_whose_reports_are_not_found_are_kept_as_they_were(tmp_path):
     source, out = tmp_path / "bench", tmp_path / "out"
     source.mkdir()
     out.mkdir()
-    held_out = "## The cascade on a source it never saw (`python tools/evaluate.py --split all`)\n\nheld-out table\n"
+    held_out = "## The cascade on a source it never saw (`python tools/evaluate.py --data SOURCE --split all`)\n\nheld-out table\n"
     classifiers = "## Classifier comparison (`python benchmarks/compare_classifiers.py`)\n\nseed experiment table\n"
     (out / "REPORT.md").write_text(f"# Benchmark report\n\n{held_out}\n{classifiers}")
     result = subprocess.run([sys.executable, str(PROJECT_ROOT / "benchmarks" / "bench_report.py"), "--from", str(source),
