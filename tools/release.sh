@@ -437,11 +437,18 @@ $PY tools/evaluate.py --data br35h --split test --det-weights runs/release-cand2
 #     200 epochs from scratch in one schedule (in training across sessions; rule written before it started: the average
 #     of epochs 196-200 replaces the candidate if it validates above 0.612, and ships under the rule above with its
 #     own matched classifier: `tools/check_targets.py` on its matched pair's folders, with `--detect-val` of its
-#     single-scale test scores and `--detector 0.850 0.598`). Continue an interrupted session with:
-#     MRI_DATA_DIR=runs/compact256 $PY -m detect.train --resume runs/detect/std-scratch-200 (its committed copy:
-#     weights/candidate/std-scratch-200; on a GPU add --device 0 --workers 8)
+#     single-scale test scores and `--detector 0.850 0.598`). It ran across three sessions,
+#     each continuing with MRI_DATA_DIR=runs/compact256 $PY -m detect.train --resume runs/detect/std-scratch-200.
 MRI_DATA_DIR=runs/compact256 $PY -m detect.train --model yolov5n --hyp standardised --imgsz 256 --epochs 200 --batch 64 \
     --workers 2 --no-val --no-plots --seed 0 --patience 0 --save-period 1 --name std-scratch-200
+#     Its decision: the average replaced the candidate (validation fitness 0.6165 > 0.612) and met the rule's first part
+#     (0.857 / 0.609 single-scale on all test splits); its matched pair is scored next.
+$PY tools/average_weights.py runs/detect/std-scratch-200 --last 5
+cp runs/detect/std-scratch-200/weights/average-last5.pt weights/candidate/detector.pt
+$PY -m detect.val --weights weights/candidate/detector.pt --split val --out runs/eval-det/s200-val
+$PY -m detect.val --weights weights/candidate/detector.pt --out runs/eval-det/s200
+matched_pair weights/candidate/detector.pt s200
+$PY tools/check_targets.py runs/eval-release-s200/{rf_mri4,br35h,rsna_axial} --detect-val runs/eval-det/s200 --detector 0.850 0.598
 
 # 11. Measure the release's quality into runs/bench-<time>/ and write benchmarks/REPORT.md (the timing sections
 #     come from `make bench` on a quiet machine; this release kept those measured during its development). The
