@@ -185,6 +185,22 @@ def test_the_committed_detectors_still_load_safely(name, standardised):
     assert result.boxes is not None
 
 
+def test_the_committed_candidate_pair_runs_as_a_cascade_on_the_demo_scans():
+    """weights/candidate/ is offered as a pair (the model card's side-by-side comparison): it must load weights-only
+    and find tumors, with standardised slices for its detector and plain ones for its classifier's crops."""
+    from cascade.pipeline import Cascade
+    from mri.scan_io import read_scan
+
+    pair = [PROJECT_ROOT / "weights" / "candidate" / name for name in ("detector.pt", "classifier.pt")]
+    scans = sorted((PROJECT_ROOT / "demo" / "scans").glob("*.jpg"))
+    if not all(p.is_file() for p in pair) or not scans:
+        pytest.skip("no candidate pair or demo scans in this checkout")
+    cascade = Cascade.load(*pair, tta=False)
+    assert cascade.standardise == {"detector": True, "classifier": False}
+    results = cascade.run([read_scan(path)[0].image for path in scans])
+    assert sum(any(d.kept for d in detections) for detections in results) >= len(scans) // 2
+
+
 def test_a_freshly_trained_detector_loads_safely(tiny_weights):
     from detect.model import load_detector
 
