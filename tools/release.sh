@@ -182,8 +182,8 @@ score_cycle() {  # DETECTOR_WEIGHTS NAME
 
 # 10. A detector from scratch with `standardised` (the recipe that beat plain ultralytics on the held-out source in
 #     both seeds, step 8) at the plain baseline's budget on this 2-core CPU (1.38 h; 34 epochs at 256 px took 1.30 h),
-#     scored like the shipped one; then more epochs from it, each cycle with a new schedule. None has reached the
-#     shipped detector on the test splits yet, so none is shipped (docs/generalisation.md, "Standardised from scratch on the CPU").
+#     scored like the shipped one; then more epochs from it, each cycle with a new schedule. None has met its ship
+#     rule, so none is shipped (docs/generalisation.md, "Standardised from scratch on the CPU").
 MRI_DATA_DIR=runs/compact256 $PY -m detect.train --model yolov5n --hyp standardised --imgsz 256 --epochs 34 --batch 32 \
     --workers 2 --no-plots --seed 0 --name std-scratch
 MRI_DATA_DIR=runs/compact256 $PY -m detect.train --model runs/detect/std-scratch/weights/best.pt --hyp standardised \
@@ -434,7 +434,7 @@ $PY tools/audit.py --out runs/audit-nested
 $PY tools/evaluate.py --data br35h --split test --out runs/eval-nesting/shipped-br35h
 $PY tools/evaluate.py --data br35h --split test --det-weights runs/release-cand207/detector.pt \
     --cls-weights runs/release-cand207/classifier.pt --out runs/eval-nesting/cand207-br35h  # matched_pair's, again with by_nesting
-#     200 epochs from scratch in one schedule (in training across sessions; rule written before it started: the average
+#     200 epochs from scratch in one schedule (trained across three sessions; rule written before it started: the average
 #     of epochs 196-200 replaces the candidate if it validates above 0.612, and ships under the rule above with its
 #     own matched classifier: `tools/check_targets.py` on its matched pair's folders, with `--detect-val` of its
 #     single-scale test scores and `--detector 0.850 0.598`). It ran across three sessions,
