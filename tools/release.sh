@@ -463,6 +463,16 @@ $PY tools/evaluate.py --data rf_mri4 br35h rsna_axial --split test --det-weights
 GAP_ARM=runs/detect/heldout-std-60ep-seed0/weights/average-last5.pt
 $PY tools/evaluate.py --data br35h --split all --det-weights $GAP_ARM --out runs/eval-gap60/heldout
 $PY tools/evaluate.py --data rf_mri4 rsna_axial --split test --det-weights $GAP_ARM --out runs/eval-gap60/known
+#     The shipped detector's recipe against the candidate's, side by side on the held-out source (reading written before:
+#     standardised better or worse only if both held-out figures of the averaged weights move the same way in both
+#     seeds): scanner ahead in both seeds, so the evidence on unseen data does not favour the candidate. Then plain
+#     ultralytics alone, seed 0, to see whether arms of earlier CPU runs can be compared with these.
+for seed in 0 1; do
+  MRI_DATA_DIR=runs/compact256 $PY benchmarks/compare_recipes.py --arms scanner standardised --epochs 20 --batch 64 \
+      --average-last 5 --workers 2 --seed $seed --out runs/bench/scanner-vs-std-seed$seed
+done
+MRI_DATA_DIR=runs/compact256 $PY benchmarks/compare_recipes.py --arms default --epochs 20 --batch 64 --average-last 5 \
+    --workers 2 --seed 0 --out runs/bench/default-cpu-seed0
 
 # 11. Measure the release's quality into runs/bench-<time>/ and write benchmarks/REPORT.md (the timing sections
 #     come from `make bench` on a quiet machine; this release kept those measured during its development). The
@@ -472,4 +482,5 @@ $PY tools/evaluate.py --data rf_mri4 rsna_axial --split test --det-weights $GAP_
 make bench-quality COMPARE_DIR=runs/bench/compare_classifiers_128 HELDOUT_DIR=runs/bench/heldout-geomean-tta \
     RECIPES_DIR="benchmarks/compare_recipes.json benchmarks/compare_recipes_compare_std_cpu_seed0.json \
     benchmarks/compare_recipes_compare_std_cpu_seed1.json benchmarks/compare_recipes_heldout-size.json \
-    benchmarks/compare_recipes_compare_recipes_gpu3_seed0.json benchmarks/compare_recipes_compare_recipes_gpu3_seed1.json"
+    benchmarks/compare_recipes_compare_recipes_gpu3_seed0.json benchmarks/compare_recipes_compare_recipes_gpu3_seed1.json \
+    benchmarks/compare_recipes_scanner-vs-std-seed0.json benchmarks/compare_recipes_scanner-vs-std-seed1.json"
