@@ -483,4 +483,5 @@ make bench-quality COMPARE_DIR=runs/bench/compare_classifiers_128 HELDOUT_DIR=ru
     RECIPES_DIR="benchmarks/compare_recipes.json benchmarks/compare_recipes_compare_std_cpu_seed0.json \
     benchmarks/compare_recipes_compare_std_cpu_seed1.json benchmarks/compare_recipes_heldout-size.json \
     benchmarks/compare_recipes_compare_recipes_gpu3_seed0.json benchmarks/compare_recipes_compare_recipes_gpu3_seed1.json \
-    benchmarks/compare_recipes_scanner-vs-std-seed0.json benchmarks/compare_recipes_scanner-vs-std-seed1.json"
+    benchmarks/compare_recipes_scanner-vs-std-seed0.json benchmarks/compare_recipes_scanner-vs-std-seed1.json \
+    benchmarks/compare_recipes_default-cpu-seed0.json"
