@@ -473,6 +473,16 @@ for seed in 0 1; do
 done
 MRI_DATA_DIR=runs/compact256 $PY benchmarks/compare_recipes.py --arms default --epochs 20 --batch 64 --average-last 5 \
     --workers 2 --seed 0 --out runs/bench/default-cpu-seed0
+#     Plain ultralytics moved 0.019 held-out mAP50 from its earlier CPU run (over the 0.01 written before), so arms are
+#     compared only within one run: the three recipes side by side, two seeds (started 2026-11-29, not yet scored).
+#     Reading written before: averaged weights, held-out br35h; scanner and standardised each against default, better
+#     if held-out mAP50 and mAP50-95 are both higher in both seeds, worse if both lower in both, else a tie. If scanner
+#     is better than default and standardised not better than scanner, detect.train's default from scratch becomes
+#     scanner; otherwise it stays standardised. An interrupted seed continues with --resume FOLDER.
+for seed in 0 1; do
+  MRI_DATA_DIR=runs/compact256 $PY benchmarks/compare_recipes.py --arms default scanner standardised --epochs 20 \
+      --batch 64 --average-last 5 --workers 2 --seed $seed --out runs/bench/three-way-cpu-seed$seed
+done
 
 # 11. Measure the release's quality into runs/bench-<time>/ and write benchmarks/REPORT.md (the timing sections
 #     come from `make bench` on a quiet machine; this release kept those measured during its development). The
