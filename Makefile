@@ -54,8 +54,9 @@ compare: setup
 	$(PY) benchmarks/compare_classifiers.py $(CLASSIFIER_FLAGS) --out $(COMPARE_DIR)
 
 # Detector recipes at equal budget, chosen on a held-out source (br35h). Sized for 2 CPU cores (about
-# 1.6 hours); the release's figures came from RECIPE_FLAGS="--epochs 20 --batch 64 --average-last 5 --device 0"
-# on a GPU (with --jobs 3, about 2 minutes for all three arms on one H200).
+# 1.6 hours); the comparison that chose detect.train's default came from RECIPE_FLAGS="--epochs 20 --batch 64
+# --average-last 5 --seed S" with MRI_DATA_DIR set to a compact copy (tools/compact_data.py), about 1 hour a seed
+# on 2 cores; add --device 0 --jobs 3 on a GPU.
 RECIPE_FLAGS ?= --epochs 10 --fraction 0.5
 compare-recipes: setup
 	$(PY) benchmarks/compare_recipes.py $(RECIPE_FLAGS) --out runs/bench/compare_recipes

@@ -1,6 +1,6 @@
 """Compare detector training recipes at equal budget, choosing by a source none of them trained on.
 
-    python benchmarks/compare_recipes.py                                   # default, standardised, standardised-multiscale at 256 px
+    python benchmarks/compare_recipes.py                                   # default, scanner, standardised at 256 px
     python benchmarks/compare_recipes.py --arms default scanner@320 --epochs 30 --device 0 --jobs 2
     python benchmarks/compare_recipes.py --arms standardised standardised+yolov5s --device 0   # model size
     python benchmarks/compare_recipes.py --resume runs/bench/compare_recipes   # finish or re-score an earlier run
@@ -28,9 +28,9 @@ from mri.files import write_atomic, write_json, write_yaml
 from mri.registry import DatasetError, load_registry
 from mri.reporting import machine, output_folder, utc_now
 
-# plain ultralytics, the recipe detect.train uses, and the last change compared (it lost); the others lost or tied
+# plain ultralytics, the recipe detect.train uses from scratch, and the runner-up; the others lost or tied
 # earlier (README) and stay as presets
-DEFAULT_ARMS = ["default", "standardised", "standardised-multiscale"]
+DEFAULT_ARMS = ["default", "scanner", "standardised"]
 SETTING_KEYS = ("model", "epochs", "batch", "fraction", "seed", "device", "workers", "hold_out", "registry", "average_last")
 
 

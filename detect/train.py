@@ -44,12 +44,13 @@ def get_args_parser() -> argparse.ArgumentParser:
     model = parser.add_argument_group("model")
     model.add_argument("--model", default="yolov5n", help="yolov5n, yolov5s, yolov5m, a model .yaml, or a local .pt to fine-tune")
     model.add_argument("--hyp", default=None,
-                       help="augmentation preset in detect/hyp/ or a .yaml path: standardised (ultralytics' own "
-                            "augmentation on standardised slices), default (ultralytics unchanged), "
-                            "standardised-multiscale (plus multi-scale training), scanner, boxsafe, mri; see "
-                            "benchmarks/compare_recipes.py for how they compare; the -continue presets add a "
-                            "no-warm-up schedule for continuing a standardised .pt. Default: standardised from "
-                            "scratch; for a .pt, the input it was trained on (standardised or default)")
+                       help="augmentation preset in detect/hyp/ or a .yaml path: scanner (ultralytics' own "
+                            "geometry plus scanner-like contrast, gamma, noise and blur), default (ultralytics "
+                            "unchanged), standardised (ultralytics' augmentation on standardised slices), "
+                            "standardised-multiscale, boxsafe, mri; see benchmarks/compare_recipes.py for how they "
+                            "compare; the -continue presets add a no-warm-up schedule for continuing a standardised "
+                            ".pt. Default: scanner from scratch; for a .pt, the input it was trained on "
+                            "(standardised or default)")
     run = parser.add_argument_group("run")
     run.add_argument("--imgsz", type=int, default=256,
                      help="training image size in pixels (256: 320 and 416 lost to it on a held-out source, README)")
@@ -136,9 +137,10 @@ def preset_for_input(weights: str | Path) -> str:
 
 
 def default_preset(source: str) -> str:
-    """--hyp when not given: ``standardised`` from scratch (multi-scale training on top of it lost over four
-    paired runs, README), the input of the weights when fine-tuning a .pt."""
-    return preset_for_input(source) if source.endswith(".pt") else "standardised"
+    """--hyp when not given: ``scanner`` from scratch (ahead of plain ultralytics and of ``standardised`` on a
+    held-out source, all three side by side in two seeds: README), the input of the weights when fine-tuning a
+    .pt (that comparison trained from scratch, so a .pt keeps ultralytics' default unless --hyp says otherwise)."""
+    return preset_for_input(source) if source.endswith(".pt") else "scanner"
 
 
 def saved_cli_args(run: Path) -> dict:

@@ -57,7 +57,9 @@ def tiny_registry(tmp_path):
 
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory):
-    """A detector and a classifier trained in seconds on tiny synthetic scans: real checkpoints, poor models."""
+    """A detector and a classifier trained in seconds on tiny synthetic scans: real checkpoints, poor models.
+    The detector trains on standardised slices, so the tests cover the input path that needs carrying through
+    inference and export; plain_detector_copy gives its raw-input twin."""
     import subprocess
 
     from synthetic import COCO_ENTRY, YOLO_ENTRY, make_coco_dataset, make_yolo_dataset, write_registry
@@ -69,7 +71,7 @@ def tiny_weights(tmp_path_factory):
     env = {**os.environ, "MRI_RUNS_DIR": str(root / "runs")}
     for command in (
         ["detect.train", "--registry", registry, "--epochs", "2", "--imgsz", "96", "--batch", "4", "--workers", "0",
-         "--project", root / "runs" / "detect", "--name", "det"],
+         "--hyp", "standardised", "--project", root / "runs" / "detect", "--name", "det"],
         ["classify.train", "--registry", registry, "--arch", "baseline", "--epochs", "2", "--input-size", "32",
          "--batch", "8", "--project", root / "runs" / "classify", "--name", "cls"],
     ):

@@ -135,7 +135,7 @@ def test_a_classifier_trained_on_standardised_slices_gets_its_crops_from_standar
     save_checkpoint(tmp_path / "standardised.pt", checkpoint)
     plain = Cascade.load(tiny_weights["det"], tiny_weights["cls"], conf=0.001)
     cascade = Cascade.load(tiny_weights["det"], tmp_path / "standardised.pt", conf=0.001)
-    # the tiny detector trained with detect.train's default, which standardises too
+    # the tiny detector trained with --hyp standardised, so it standardises too
     assert cascade.standardise == {"detector": True, "classifier": True} and not plain.standardise["classifier"]
     images = [(image * 0.5).astype(np.uint8) for image in cascade_scans()]  # dim slices: standardising changes them
     results = cascade.run(images, keep_crops=True)

@@ -42,20 +42,24 @@ def test_train_writes_a_run_with_weights_curves_and_resolved_args(trained_run):
     import yaml
 
     saved = yaml.safe_load((run / "cli_args.yaml").read_text())
-    assert saved["epochs"] == 2 and saved["hyp"] == "standardised" and saved["merged_data"].endswith("data.yaml")
+    assert saved["epochs"] == 2 and saved["hyp"] == "scanner" and saved["merged_data"].endswith("data.yaml")
     assert yaml.safe_load((run / "args.yaml").read_text())["multi_scale"] == 0  # multi-scale is a preset, not the default
 
 
 def test_fine_tuning_keeps_the_input_a_detector_was_trained_on_unless_told(trained_run, tmp_path):
-    """Without --hyp: standardised from scratch (the fixture's run), a standardised .pt stays
-    standardised, and a .pt trained on raw slices stays on raw slices, since converting one showed no gain on the
+    """Without --hyp: scanner from scratch (the fixture's run), a standardised .pt stays standardised, and a .pt
+    trained on raw slices stays on raw slices with ultralytics' default, since converting one showed no gain on the
     held-out source; --hyp still chooses."""
-    from conftest import plain_detector_copy
+    import shutil
+
+    from detect.model import mark_standardised
 
     plain = plain_detector_copy(trained_run.run / "weights" / "best.pt", tmp_path / "plain.pt")
+    standardised = Path(shutil.copyfile(plain, tmp_path / "standardised.pt"))
+    mark_standardised(standardised)
     assert detect_train.default_preset(str(plain)) == "default"
-    assert detect_train.default_preset(str(trained_run.run / "weights" / "best.pt")) == "standardised"
-    assert detect_train.default_preset("yolov5n.yaml") == "standardised"
+    assert detect_train.default_preset(str(standardised)) == "standardised"
+    assert detect_train.default_preset("yolov5n.yaml") == "scanner"
     result = _cli("detect.train", "--registry", trained_run.registry, "--model", plain, "--epochs", 1, "--imgsz", 64,
                   "--batch", 4, "--project", tmp_path / "runs", "--name", "ft", "--workers", 0, "--no-plots")
     assert result.returncode == 0, result.stderr[-2000:]
@@ -635,12 +639,13 @@ def test_averaging_the_last_epochs_gives_their_mean_and_a_detector_that_scores(t
     import torch
 
     from detect.average import AVERAGED_KEY
-    from detect.model import INPUT_KEY, STANDARDISED, checkpoint_state, load_detector, predict_boxes
+    from detect.model import INPUT_KEY, STANDARDISED, checkpoint_state, load_detector, mark_standardised, predict_boxes
 
-    run = tmp_path / "run"  # three epochs of a run: the last two differ by 0.5 in every weight
+    run = tmp_path / "run"  # three epochs of a standardised run: the last two differ by 0.5 in every weight
     (run / "weights").mkdir(parents=True)
     for n, copy_as in ((0, 0), (1, 2)):
         shutil.copy(trained_run.run / "weights" / f"epoch{n}.pt", run / "weights" / f"epoch{copy_as}.pt")
+        mark_standardised(run / "weights" / f"epoch{copy_as}.pt")
     state = checkpoint_state(run / "weights" / "epoch2.pt")
     with torch.no_grad():
         for tensor in state["ema"].state_dict().values():
@@ -675,10 +680,12 @@ def test_averaging_refuses_checkpoints_of_another_kind_naming_the_file(trained_r
     import torch
     from ultralytics.nn.tasks import DetectionModel
 
-    from detect.model import checkpoint_state
+    from detect.model import checkpoint_state, mark_standardised
 
-    epoch = trained_run.run / "weights" / "epoch1.pt"
-    raw_input = plain_detector_copy(epoch, tmp_path / "raw.pt")
+    raw_input = plain_detector_copy(trained_run.run / "weights" / "epoch1.pt", tmp_path / "raw.pt")
+    epoch = tmp_path / "epoch1.pt"  # the same epoch, trained on standardised slices
+    epoch.write_bytes(raw_input.read_bytes())
+    mark_standardised(epoch)
     state = checkpoint_state(epoch)
     state["ema"] = DetectionModel("yolov5n.yaml", nc=80, verbose=False)  # another architecture (80-class head)
     torch.save(state, tmp_path / "coco80.pt")

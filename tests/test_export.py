@@ -153,7 +153,7 @@ def test_exported_standardised_detector_standardises_its_input_too(tiny_weights,
 
     weights = tmp_path / "standardised.pt"
     shutil.copyfile(tiny_weights["det"], weights)
-    assert trained_standardised(load_detector(weights))  # detect.train's default
+    assert trained_standardised(load_detector(weights))  # the fixture trains with --hyp standardised
     dim = (cascade_scans()[0] * 0.35).astype(np.uint8)
     for fmt in ("onnx", "openvino"):
         exported = load_detector(export_detector(weights, tmp_path, fmt))
