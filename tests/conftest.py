@@ -47,6 +47,17 @@ def plain_detector_copy(weights, target) -> Path:
     return Path(target)
 
 
+def standardised_detector_copy(weights, target) -> Path:
+    """A copy of a detector checkpoint as training with --hyp standardised would have saved it."""
+    import shutil
+
+    from detect.model import mark_standardised
+
+    shutil.copyfile(weights, target)
+    mark_standardised(target)
+    return Path(target)
+
+
 @pytest.fixture
 def tiny_registry(tmp_path):
     """A registry with one tiny YOLO dataset and one tiny Roboflow-COCO dataset."""

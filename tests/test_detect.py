@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from conftest import plain_detector_copy, run_tool
+from conftest import plain_detector_copy, run_tool, standardised_detector_copy
 from synthetic import YOLO_ENTRY, make_yolo_dataset, write_registry
 
 from detect import train as detect_train
@@ -50,13 +50,8 @@ def test_fine_tuning_keeps_the_input_a_detector_was_trained_on_unless_told(train
     """Without --hyp: scanner from scratch (the fixture's run), a standardised .pt stays standardised, and a .pt
     trained on raw slices stays on raw slices with ultralytics' default, since converting one showed no gain on the
     held-out source; --hyp still chooses."""
-    import shutil
-
-    from detect.model import mark_standardised
-
     plain = plain_detector_copy(trained_run.run / "weights" / "best.pt", tmp_path / "plain.pt")
-    standardised = Path(shutil.copyfile(plain, tmp_path / "standardised.pt"))
-    mark_standardised(standardised)
+    standardised = standardised_detector_copy(plain, tmp_path / "standardised.pt")
     assert detect_train.default_preset(str(plain)) == "default"
     assert detect_train.default_preset(str(standardised)) == "standardised"
     assert detect_train.default_preset("yolov5n.yaml") == "scanner"
@@ -634,18 +629,15 @@ def _ema_weights(checkpoint):
 
 
 def test_averaging_the_last_epochs_gives_their_mean_and_a_detector_that_scores(trained_run, tmp_path):
-    import shutil
-
     import torch
 
     from detect.average import AVERAGED_KEY
-    from detect.model import INPUT_KEY, STANDARDISED, checkpoint_state, load_detector, mark_standardised, predict_boxes
+    from detect.model import INPUT_KEY, STANDARDISED, checkpoint_state, load_detector, predict_boxes
 
     run = tmp_path / "run"  # three epochs of a standardised run: the last two differ by 0.5 in every weight
     (run / "weights").mkdir(parents=True)
     for n, copy_as in ((0, 0), (1, 2)):
-        shutil.copy(trained_run.run / "weights" / f"epoch{n}.pt", run / "weights" / f"epoch{copy_as}.pt")
-        mark_standardised(run / "weights" / f"epoch{copy_as}.pt")
+        standardised_detector_copy(trained_run.run / "weights" / f"epoch{n}.pt", run / "weights" / f"epoch{copy_as}.pt")
     state = checkpoint_state(run / "weights" / "epoch2.pt")
     with torch.no_grad():
         for tensor in state["ema"].state_dict().values():
@@ -680,12 +672,10 @@ def test_averaging_refuses_checkpoints_of_another_kind_naming_the_file(trained_r
     import torch
     from ultralytics.nn.tasks import DetectionModel
 
-    from detect.model import checkpoint_state, mark_standardised
+    from detect.model import checkpoint_state
 
     raw_input = plain_detector_copy(trained_run.run / "weights" / "epoch1.pt", tmp_path / "raw.pt")
-    epoch = tmp_path / "epoch1.pt"  # the same epoch, trained on standardised slices
-    epoch.write_bytes(raw_input.read_bytes())
-    mark_standardised(epoch)
+    epoch = standardised_detector_copy(raw_input, tmp_path / "epoch1.pt")  # the same epoch, standardised input
     state = checkpoint_state(epoch)
     state["ema"] = DetectionModel("yolov5n.yaml", nc=80, verbose=False)  # another architecture (80-class head)
     torch.save(state, tmp_path / "coco80.pt")
